@@ -1,0 +1,157 @@
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "hookmesh.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Fully qualified name prefix. Truncated to 40 characters so that the longest suffix
+("-dataplane-peers", plus the StatefulSet pod ordinal and controller-revision hash)
+still fits Kubernetes name limits.
+*/}}
+{{- define "hookmesh.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* chart label value */}}
+{{- define "hookmesh.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels common to every object. */}}
+{{- define "hookmesh.labels" -}}
+helm.sh/chart: {{ include "hookmesh.chart" . }}
+app.kubernetes.io/name: {{ include "hookmesh.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hookmesh
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "operator"). */}}
+{{- define "hookmesh.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hookmesh.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of a component's objects; call with (dict "ctx" $ "component" "operator"). */}}
+{{- define "hookmesh.componentLabels" -}}
+{{ include "hookmesh.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hookmesh.operator.fullname" -}}
+{{- printf "%s-operator" (include "hookmesh.fullname" .) -}}
+{{- end -}}
+
+{{- define "hookmesh.dataplane.fullname" -}}
+{{- printf "%s-dataplane" (include "hookmesh.fullname" .) -}}
+{{- end -}}
+
+{{/* Headless Service that gives data-plane pods stable DNS names and lets them find each other. */}}
+{{- define "hookmesh.peers.serviceName" -}}
+{{- printf "%s-dataplane-peers" (include "hookmesh.fullname" .) -}}
+{{- end -}}
+
+{{/* Fully qualified DNS name of the headless peers Service (--peers-dns). */}}
+{{- define "hookmesh.peers.dns" -}}
+{{- printf "%s.%s.svc.%s" (include "hookmesh.peers.serviceName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{- define "hookmesh.configSecretName" -}}
+{{- default (printf "%s-config" (include "hookmesh.fullname" .)) .Values.configSecretName -}}
+{{- end -}}
+
+{{- define "hookmesh.operator.leaseName" -}}
+{{- default (include "hookmesh.operator.fullname" .) .Values.operator.leaderElection.leaseName -}}
+{{- end -}}
+
+{{- define "hookmesh.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (include "hookmesh.operator.fullname" .) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hookmesh.dataplane.serviceAccountName" -}}
+{{- if .Values.dataplane.serviceAccount.create -}}
+{{- default (include "hookmesh.dataplane.fullname" .) .Values.dataplane.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.dataplane.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image reference; call with (dict "ctx" $ "image" .Values.operator.image). */}}
+{{- define "hookmesh.image" -}}
+{{- $repo := .image.repository -}}
+{{- with .ctx.Values.image.registry -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo -}}
+{{- end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repo .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .ctx.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level security context shared by both workloads (distroless "nonroot" is uid 65532). */}}
+{{- define "hookmesh.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container-level security context shared by both containers. */}}
+{{- define "hookmesh.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+Topology spread constraints with the component's selector filled in where omitted.
+Call with (dict "ctx" $ "component" "dataplane" "constraints" .Values.dataplane.topologySpreadConstraints).
+*/}}
+{{- define "hookmesh.topologySpread" -}}
+{{- $ctx := .ctx -}}
+{{- $component := .component -}}
+{{- range .constraints }}
+{{- $c := deepCopy . }}
+{{- if not $c.labelSelector }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "hookmesh.selectorLabels" (dict "ctx" $ctx "component" $component) | fromYaml)) }}
+{{- end }}
+- {{ toYaml $c | nindent 2 | trim }}
+{{- end }}
+{{- end -}}
+
+{{/* Fail early on combinations that cannot work. */}}
+{{- define "hookmesh.validateValues" -}}
+{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) -}}
+{{- fail "operator.replicas > 1 requires operator.leaderElection.enabled=true: two operators without a Lease would fight over the config Secret and status" -}}
+{{- end -}}
+{{- end -}}
