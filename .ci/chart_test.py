@@ -505,6 +505,7 @@ def check_names(objs: list[dict]) -> None:
 
 def check_crds(default_render: list[dict]) -> None:
     import kubernetes_validate
+    from kubernetes_validate.utils import ValidationError
     docs = chart_crd_docs()
     rendered = by_kind(default_render, "CustomResourceDefinition")
     expect(len(rendered) == len(docs), f"helm --include-crds rendered {len(rendered)} CRDs, crds/ holds {len(docs)}")
@@ -517,7 +518,11 @@ def check_crds(default_render: list[dict]) -> None:
         expect(d.get("apiVersion") == "apiextensions.k8s.io/v1" and d.get("kind") == "CustomResourceDefinition",
                f"crds/ holds a {d.get('apiVersion')} {d.get('kind')}, only CRDs belong there")
         for v in KUBE_VERSIONS:
-            kubernetes_validate.validate(d, v, strict=True)
+            try:
+                kubernetes_validate.validate(d, v, strict=True)
+            except ValidationError as e:
+                raise Failure(f"k8s {v}: CRD {d.get('metadata', {}).get('name')}: "
+                              f"{'.'.join(str(p) for p in e.path)}: {e.message}")
         spec = d["spec"]
         kind = spec["names"]["kind"]
         expect(spec["group"] == "hookmesh.io", f"{kind}: group {spec['group']}")
