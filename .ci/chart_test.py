@@ -622,6 +622,24 @@ def check_long_release_name(helm: Helm) -> None:
     check_names(objs)
 
 
+def check_notes(helm: Helm) -> None:
+    """NOTES.txt is only rendered by install; Helm 4 does a client-side dry run without a cluster."""
+    for extra, needle in (([], "port-forward svc/hookmesh-ingest"),
+                          (["-f", str(FULL_VALUES)], "get svc hm-ingest"),
+                          (["--set", "service.ingest.type=NodePort"], "jsonpath='{.spec.ports[0].nodePort}'")):
+        out = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *extra).stdout
+        expect("NOTES:" in out, f"no NOTES in helm install --dry-run=client {' '.join(extra)}")
+        notes = out.split("NOTES:", 1)[1]
+        expect(needle in notes, f"NOTES ({' '.join(extra) or 'default'}) do not contain {needle!r}:\n{notes}")
+        expect("<no value>" not in out, f"'<no value>' in the output of helm install --dry-run=client {' '.join(extra)}")
+
+
+def check_no_missing_values(helm: Helm) -> None:
+    for extra in ([], ["-f", str(FULL_VALUES)]):
+        out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra).stdout
+        expect("<no value>" not in out, f"'<no value>' rendered with {' '.join(extra) or 'default values'}")
+
+
 def check_argocd_lua() -> None:
     from lupa import lua51
 
@@ -738,6 +756,9 @@ def main() -> int:
                     renders[label][name] = objs
             r.check(f"{label}: invalid values are refused with a clear error", check_negative, helm)
             r.check(f"{label}: names fit Kubernetes limits with a long release name", check_long_release_name, helm)
+            r.check(f"{label}: no '<no value>' in rendered templates", check_no_missing_values, helm)
+            if label == "helm4":  # Helm 3's client-side dry run still needs a cluster
+                r.check(f"{label}: NOTES.txt renders for ClusterIP, LoadBalancer and NodePort ingest", check_notes, helm)
 
         def same_render(name):
             a, b = (renders[h.spec["label"]].get(name) for h in helms)
