@@ -1,0 +1,182 @@
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, SecretKeyRef, HEADER_NAME_PATTERN, JSON_POINTER_PATTERN};
+use crate::duration;
+
+/// An ingest point: `POST /e/{namespace}/{name}` on every data-plane pod.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hookmesh.io",
+    version = "v1alpha1",
+    kind = "Source",
+    namespaced,
+    status = "SourceStatus",
+    shortname = "hmsrc",
+    category = "hookmesh",
+    doc = "A webhook ingest point with signature verification",
+    printcolumn(name = "Scheme", type_ = "string", json_path = ".spec.verification.scheme"),
+    printcolumn(name = "Path", type_ = "string", json_path = ".status.ingestPath"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    /// How incoming requests are authenticated by signature.
+    pub verification: Verification,
+    /// Optional API key required on ingest (`Authorization: Bearer` or `X-API-Key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SourceAuth>,
+    /// Where the event type comes from; defaults per scheme (GitHub `X-GitHub-Event`, Stripe `/type`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<FieldRef>,
+    /// Duplicate detection by a provider delivery id; defaults per scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<Idempotency>,
+    /// Largest accepted body in bytes (default 1 MiB, at most 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 67_108_864))]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Signature verification of incoming requests.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.scheme == 'none' || has(self.secretRef)").message("secretRef is required unless scheme is none"),
+    validation = Rule::new("self.scheme == 'hmac' ? has(self.hmac) : !has(self.hmac)").message("hmac settings are required for scheme hmac and only allowed there")
+)]
+pub struct Verification {
+    /// Signature scheme of the sending provider.
+    pub scheme: Scheme,
+    /// Secret key holding the signing secret (Standard Webhooks: the `whsec_...` string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Largest accepted difference between the signed timestamp and now (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86_400))]
+    pub tolerance_seconds: Option<u32>,
+    /// `enforce` rejects bad signatures with 401; `audit` stores them flagged `signature_valid=false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<VerifyMode>,
+    /// Settings of the generic `hmac` scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<GenericHmac>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    StandardWebhooks,
+    Stripe,
+    Github,
+    Shopify,
+    Slack,
+    Hmac,
+    None,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// The generic HMAC scheme for providers without a named one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.signedContent) || self.signedContent.contains('{body}')").message("signedContent must contain {body}"))]
+#[x_kube(validation = Rule::new("!has(self.signedContent) || !self.signedContent.contains('{timestamp}') || has(self.timestampHeader)").message("signedContent uses {timestamp} but timestampHeader is not set"))]
+pub struct GenericHmac {
+    /// Header carrying the signature.
+    #[schemars(length(min = 1, max = 256), regex(pattern = HEADER_NAME_PATTERN))]
+    pub header: String,
+    /// How the digest is written in the header.
+    #[serde(default)]
+    pub encoding: SignatureEncoding,
+    /// Text before the digest in the header, e.g. `sha256=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub algorithm: HmacAlgorithm,
+    /// Header carrying a unix timestamp (seconds); checked against `toleranceSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = HEADER_NAME_PATTERN))]
+    pub timestamp_header: Option<String>,
+    /// What is signed, with `{body}` and `{timestamp}` placeholders (default `{body}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub signed_content: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceAuth {
+    /// Secret key holding the API key callers must present.
+    pub api_key_secret_ref: SecretKeyRef,
+}
+
+/// A value taken from the request: a header, or a JSON pointer into the body. Exactly one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.header) != has(self.jsonPointer)").message("set exactly one of header and jsonPointer"))]
+pub struct FieldRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = HEADER_NAME_PATTERN))]
+    pub header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), regex(pattern = JSON_POINTER_PATTERN))]
+    pub json_pointer: Option<String>,
+}
+
+/// Duplicate detection. Without `header`/`jsonPointer` the scheme's default id is used.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.header) && has(self.jsonPointer))").message("set at most one of header and jsonPointer"))]
+#[x_kube(validation = Rule::new("!(self.disabled == true && (has(self.header) || has(self.jsonPointer)))").message("a disabled idempotency check takes no header or jsonPointer"))]
+pub struct Idempotency {
+    /// Turn duplicate detection off, even where the scheme has a default id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = HEADER_NAME_PATTERN))]
+    pub header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), regex(pattern = JSON_POINTER_PATTERN))]
+    pub json_pointer: Option<String>,
+    /// How long a key is remembered (default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = duration::PATTERN))]
+    pub window: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Path on every data-plane pod where this source receives webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_path: Option<String>,
+}

@@ -1,0 +1,310 @@
+//! What the store keeps: events, their raw payloads, deliveries and delivery attempts.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Process-wide monotonic ULIDs, so ids taken in one millisecond still sort in creation order.
+static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+
+fn next_ulid() -> Ulid {
+    let mut guard = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
+    let gen = guard.get_or_insert_with(ulid::Generator::new);
+    // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random ULID.
+    gen.generate().unwrap_or_else(|_| Ulid::new())
+}
+
+macro_rules! prefixed_id {
+    ($name:ident, $prefix:literal, $what:literal) => {
+        #[doc = concat!("A ", $what, " id: `", $prefix, "` + a ULID (time-ordered).")]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub Ulid);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn generate() -> Self {
+                Self(next_ulid())
+            }
+
+            /// Big-endian bytes: key order is time order.
+            pub fn to_key(self) -> [u8; 16] {
+                self.0 .0.to_be_bytes()
+            }
+
+            pub fn from_key(bytes: &[u8]) -> Option<Self> {
+                let arr: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+                Some(Self(Ulid(u128::from_be_bytes(arr))))
+            }
+
+            pub fn timestamp_ms(self) -> Millis {
+                self.0.timestamp_ms()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $prefix, self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                let rest = s.strip_prefix($prefix).ok_or(InvalidId)?;
+                Ulid::from_string(rest).map(Self).map_err(|_| InvalidId)
+            }
+        }
+    };
+}
+
+prefixed_id!(EventId, "evt_", "event");
+prefixed_id!(DeliveryId, "dlv_", "delivery");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid id")]
+pub struct InvalidId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Pending,
+    Delivered,
+    Partial,
+    Failed,
+    DeadLetter,
+    Unrouted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    InFlight,
+    Success,
+    Retrying,
+    Failed,
+    DeadLetter,
+}
+
+impl DeliveryStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::DeadLetter)
+    }
+}
+
+macro_rules! status_codes {
+    ($t:ty { $($variant:ident = $code:literal, $text:literal;)* }) => {
+        impl $t {
+            pub const ALL: &'static [$t] = &[$(<$t>::$variant),*];
+
+            /// One byte for index keys.
+            pub fn code(self) -> u8 {
+                match self { $(<$t>::$variant => $code),* }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$variant => $text),* }
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($text => Ok(<$t>::$variant),)* _ => Err(()) }
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+status_codes!(EventStatus {
+    Pending = 1, "pending";
+    Delivered = 2, "delivered";
+    Partial = 3, "partial";
+    Failed = 4, "failed";
+    DeadLetter = 5, "dead_letter";
+    Unrouted = 6, "unrouted";
+});
+
+status_codes!(DeliveryStatus {
+    Pending = 1, "pending";
+    InFlight = 2, "in_flight";
+    Success = 3, "success";
+    Retrying = 4, "retrying";
+    Failed = 5, "failed";
+    DeadLetter = 6, "dead_letter";
+});
+
+/// How an event entered the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// `POST /e/{namespace}/{source}` from a provider.
+    Webhook,
+    /// `POST /api/v1/events` from an in-cluster publisher.
+    Publish,
+}
+
+/// Event metadata (the payload lives apart so listings never read bodies).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: EventId,
+    pub namespace: String,
+    pub source: String,
+    pub event_type: Option<String>,
+    pub origin: Origin,
+    pub received_at: Millis,
+    /// `None` when the source verifies nothing (scheme `none`, or published events).
+    pub signature_valid: Option<bool>,
+    /// Why the signature failed, in `audit` mode (an error code such as `SIGNATURE_INVALID`).
+    pub signature_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub content_type: Option<String>,
+    pub body_len: u64,
+    pub correlation_id: String,
+    pub status: EventStatus,
+    /// Set once retention removed the payload.
+    pub payload_expired: bool,
+    /// Config hash in force when the event was routed.
+    pub config_hash: String,
+    /// Its deliveries, in creation order (fan-out is small; replays append).
+    pub delivery_ids: Vec<DeliveryId>,
+}
+
+/// The request exactly as received.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Header names as received (lower-cased by HTTP/1 parsing), values as raw bytes, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub namespace: String,
+    pub endpoint: String,
+    /// Subscription that routed it; `None` for a replay aimed at an endpoint directly.
+    pub subscription: Option<String>,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// When the next attempt is due (pending/retrying/in-flight lease).
+    pub next_attempt_at: Option<Millis>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+impl DeliveryRecord {
+    pub fn new(event_id: EventId, namespace: &str, endpoint: &str, subscription: Option<&str>, now: Millis) -> Self {
+        Self {
+            id: DeliveryId::generate(),
+            event_id,
+            namespace: namespace.to_string(),
+            endpoint: endpoint.to_string(),
+            subscription: subscription.map(str::to_string),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+            next_attempt_at: Some(now),
+            last_status_code: None,
+            last_error: None,
+        }
+    }
+}
+
+/// One HTTP attempt of one delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub number: u32,
+    pub started_at: Millis,
+    pub duration_ms: u64,
+    pub status_code: Option<u16>,
+    /// First 4 KiB of the response body.
+    pub response_body: Vec<u8>,
+    pub error: Option<String>,
+}
+
+/// Roll an event's status up from its deliveries.
+pub fn rollup(statuses: &[DeliveryStatus]) -> EventStatus {
+    if statuses.is_empty() {
+        return EventStatus::Unrouted;
+    }
+    if statuses.iter().any(|s| !s.is_final()) {
+        return EventStatus::Pending;
+    }
+    let ok = statuses.iter().filter(|s| **s == DeliveryStatus::Success).count();
+    if ok == statuses.len() {
+        EventStatus::Delivered
+    } else if ok > 0 {
+        EventStatus::Partial
+    } else if statuses.iter().all(|s| *s == DeliveryStatus::DeadLetter) {
+        EventStatus::DeadLetter
+    } else {
+        EventStatus::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeliveryStatus::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let a = EventId::generate();
+        let b = EventId::generate();
+        assert!(a < b);
+        assert!(a.to_key() < b.to_key());
+        let text = a.to_string();
+        assert!(text.starts_with("evt_"));
+        assert_eq!(text.parse::<EventId>(), Ok(a));
+        assert_eq!(EventId::from_key(&a.to_key()), Some(a));
+        assert!("dlv_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse::<EventId>().is_err());
+        assert!("evt_nope".parse::<EventId>().is_err());
+    }
+
+    #[test]
+    fn rollup_table() {
+        assert_eq!(rollup(&[]), EventStatus::Unrouted);
+        assert_eq!(rollup(&[Success, Success]), EventStatus::Delivered);
+        assert_eq!(rollup(&[Success, Retrying]), EventStatus::Pending);
+        assert_eq!(rollup(&[InFlight]), EventStatus::Pending);
+        assert_eq!(rollup(&[Success, Failed]), EventStatus::Partial);
+        assert_eq!(rollup(&[Success, DeadLetter]), EventStatus::Partial);
+        assert_eq!(rollup(&[DeadLetter, DeadLetter]), EventStatus::DeadLetter);
+        assert_eq!(rollup(&[Failed, DeadLetter]), EventStatus::Failed);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in EventStatus::ALL {
+            assert_eq!(s.as_str().parse::<EventStatus>(), Ok(*s));
+        }
+        for s in DeliveryStatus::ALL {
+            assert_eq!(s.as_str().parse::<DeliveryStatus>(), Ok(*s));
+        }
+    }
+}
