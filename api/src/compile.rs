@@ -147,7 +147,9 @@ pub fn compile(inputs: &Inputs) -> Compiled {
                 s.name = name.clone();
                 config.sources.push(s);
             }
-            Err((reason, message)) => problems.push(problem(Kind::Source, ns, name, reason, message)),
+            Err((reason, message)) => {
+                problems.push(problem(Kind::Source, ns, name, reason, message))
+            }
         }
     }
     for (ns, name, ep) in &endpoints {
@@ -267,7 +269,10 @@ impl<'a> SecretIndex<'a> {
 
     fn get(&self, ns: &str, r: &SecretKeyRef) -> Outcome<Vec<u8>> {
         let Some(secret) = self.by_name.get(&(ns.to_string(), r.name.clone())) else {
-            return bad(Reason::SecretNotFound, format!("Secret {ns}/{} not found", r.name));
+            return bad(
+                Reason::SecretNotFound,
+                format!("Secret {ns}/{} not found", r.name),
+            );
         };
         match secret_value(secret, &r.key) {
             Some(v) if !v.is_empty() => Ok(v),
@@ -343,7 +348,10 @@ fn compile_source(src: &Source, secrets: &SecretIndex<'_>) -> Outcome<SourceConf
         Scheme::Slack => Verifier::Slack { key: key() },
         Scheme::Hmac => {
             let Some(h) = &v.hmac else {
-                return bad(Reason::InvalidSpec, "verification.hmac is required for scheme hmac");
+                return bad(
+                    Reason::InvalidSpec,
+                    "verification.hmac is required for scheme hmac",
+                );
             };
             Verifier::Hmac(compile_generic_hmac(h, key())?)
         }
@@ -363,7 +371,11 @@ fn compile_source(src: &Source, secrets: &SecretIndex<'_>) -> Outcome<SourceConf
         None => None,
     };
     let event_type = match &spec.event_type {
-        Some(f) => Some(field_rule(f.header.as_deref(), f.json_pointer.as_deref(), "eventType")?),
+        Some(f) => Some(field_rule(
+            f.header.as_deref(),
+            f.json_pointer.as_deref(),
+            "eventType",
+        )?),
         None => default_event_type(v.scheme),
     };
     let idempotency = compile_idempotency(spec.idempotency.as_ref(), v.scheme)?;
@@ -390,7 +402,10 @@ fn compile_source(src: &Source, secrets: &SecretIndex<'_>) -> Outcome<SourceConf
     })
 }
 
-fn compile_generic_hmac(h: &resources::GenericHmac, key: SecretBytes) -> Outcome<GenericHmacConfig> {
+fn compile_generic_hmac(
+    h: &resources::GenericHmac,
+    key: SecretBytes,
+) -> Outcome<GenericHmacConfig> {
     check_header_name(&h.header, "verification.hmac.header")?;
     if let Some(t) = &h.timestamp_header {
         check_header_name(t, "verification.hmac.timestampHeader")?;
@@ -398,7 +413,10 @@ fn compile_generic_hmac(h: &resources::GenericHmac, key: SecretBytes) -> Outcome
     let template = h.signed_content.as_deref().unwrap_or("{body}");
     let signed_content = parse_template(template)?;
     if !signed_content.contains(&TemplatePart::Body) {
-        return bad(Reason::InvalidSpec, "verification.hmac.signedContent must contain {body}");
+        return bad(
+            Reason::InvalidSpec,
+            "verification.hmac.signedContent must contain {body}",
+        );
     }
     if signed_content.contains(&TemplatePart::Timestamp) && h.timestamp_header.is_none() {
         return bad(
@@ -486,9 +504,14 @@ fn compile_idempotency(
     };
     let window_seconds = match &spec.window {
         None => DEFAULT_IDEMPOTENCY_WINDOW_SECONDS,
-        Some(w) => parse_duration_ms(w, "idempotency.window")?.div_ceil(1000).max(1),
+        Some(w) => parse_duration_ms(w, "idempotency.window")?
+            .div_ceil(1000)
+            .max(1),
     };
-    Ok(key.map(|key| IdempotencyRule { key, window_seconds }))
+    Ok(key.map(|key| IdempotencyRule {
+        key,
+        window_seconds,
+    }))
 }
 
 fn field_rule(header: Option<&str>, pointer: Option<&str>, what: &str) -> Outcome<FieldRule> {
@@ -521,7 +544,10 @@ fn check_header_name(name: &str, what: &str) -> Outcome<()> {
     if is_header_name(name) {
         Ok(())
     } else {
-        bad(Reason::InvalidSpec, format!("{what}: {name:?} is not a valid header name"))
+        bad(
+            Reason::InvalidSpec,
+            format!("{what}: {name:?} is not a valid header name"),
+        )
     }
 }
 
@@ -544,7 +570,10 @@ fn check_json_pointer(p: &str, what: &str) -> Outcome<()> {
     if is_json_pointer(p) {
         Ok(())
     } else {
-        bad(Reason::InvalidSpec, format!("{what}: {p:?} is not a JSON pointer (RFC 6901)"))
+        bad(
+            Reason::InvalidSpec,
+            format!("{what}: {p:?} is not a JSON pointer (RFC 6901)"),
+        )
     }
 }
 
@@ -576,11 +605,20 @@ fn compile_endpoint(
 ) -> Outcome<EndpointConfig> {
     let spec = &ep.spec;
     let url = match url::Url::parse(&spec.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => u,
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            u
+        }
         Ok(u) => {
             return bad(
                 Reason::InvalidUrl,
-                format!("url {:?}: scheme {:?} is not http or https, or it has no host", spec.url, u.scheme()),
+                format!(
+                    "url {:?}: scheme {:?} is not http or https, or it has no host",
+                    spec.url,
+                    u.scheme()
+                ),
             )
         }
         Err(e) => return bad(Reason::InvalidUrl, format!("url {:?}: {e}", spec.url)),
@@ -609,11 +647,20 @@ fn compile_endpoint(
     for (k, v) in &spec.headers {
         check_header_name(k, "headers")?;
         let lower = k.to_ascii_lowercase();
-        if lower.starts_with("webhook-") || lower.starts_with("hookmesh-") || RESERVED_HEADERS.contains(&lower.as_str()) {
-            return bad(Reason::InvalidSpec, format!("headers: {k:?} is set by hookmesh and cannot be overridden"));
+        if lower.starts_with("webhook-")
+            || lower.starts_with("hookmesh-")
+            || RESERVED_HEADERS.contains(&lower.as_str())
+        {
+            return bad(
+                Reason::InvalidSpec,
+                format!("headers: {k:?} is set by hookmesh and cannot be overridden"),
+            );
         }
         if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return bad(Reason::InvalidSpec, format!("headers: value of {k:?} contains a control character"));
+            return bad(
+                Reason::InvalidSpec,
+                format!("headers: value of {k:?} contains a control character"),
+            );
         }
         headers.push((lower, v.clone()));
     }
@@ -621,14 +668,24 @@ fn compile_endpoint(
     let timeout_seconds = match spec.timeout_seconds {
         None => DEFAULT_TIMEOUT_SECONDS,
         Some(t @ 1..=300) => u64::from(t),
-        Some(t) => return bad(Reason::InvalidSpec, format!("timeoutSeconds {t} is outside 1..=300")),
+        Some(t) => {
+            return bad(
+                Reason::InvalidSpec,
+                format!("timeoutSeconds {t} is outside 1..=300"),
+            )
+        }
     };
     let r = spec.retry.clone().unwrap_or_default();
     let retry = RetryConfig {
         max_attempts: match r.max_attempts {
             None => DEFAULT_MAX_ATTEMPTS,
             Some(n @ 1..=100) => n,
-            Some(n) => return bad(Reason::InvalidSpec, format!("retry.maxAttempts {n} is outside 1..=100")),
+            Some(n) => {
+                return bad(
+                    Reason::InvalidSpec,
+                    format!("retry.maxAttempts {n} is outside 1..=100"),
+                )
+            }
         },
         initial_backoff_ms: match &r.initial_backoff {
             None => DEFAULT_INITIAL_BACKOFF_MS,
@@ -641,11 +698,19 @@ fn compile_endpoint(
         multiplier: match r.multiplier {
             None => DEFAULT_MULTIPLIER,
             Some(m) if (1.0..=10.0).contains(&m) => m,
-            Some(m) => return bad(Reason::InvalidSpec, format!("retry.multiplier {m} is outside 1..=10")),
+            Some(m) => {
+                return bad(
+                    Reason::InvalidSpec,
+                    format!("retry.multiplier {m} is outside 1..=10"),
+                )
+            }
         },
     };
     if retry.initial_backoff_ms > retry.max_backoff_ms {
-        return bad(Reason::InvalidSpec, "retry.initialBackoff is longer than retry.maxBackoff");
+        return bad(
+            Reason::InvalidSpec,
+            "retry.initialBackoff is longer than retry.maxBackoff",
+        );
     }
     let limits = spec.rate_limit.clone().unwrap_or_default();
     if limits.per_second == Some(0) || limits.max_in_flight == Some(0) {
@@ -672,7 +737,9 @@ pub fn check_glob(g: &str) -> Result<(), String> {
         return Err("must be 1 to 256 characters".into());
     }
     if let Some(c) = g.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(format!("contains {c:?}; use printable ASCII without spaces"));
+        return Err(format!(
+            "contains {c:?}; use printable ASCII without spaces"
+        ));
     }
     if let Some(c) = g.chars().find(|c| "[]{}\\".contains(*c)) {
         return Err(format!("contains {c:?}; only * and ? are wildcards"));
@@ -692,27 +759,48 @@ fn compile_subscription(
 ) -> Outcome<SubscriptionConfig> {
     let spec = &sub.spec;
     let ep = &spec.endpoint_ref;
-    if let Some(other) = ep.namespace.as_deref().filter(|n| !n.is_empty() && *n != ns) {
+    if let Some(other) = ep
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty() && *n != ns)
+    {
         return bad(
             Reason::CrossNamespaceRef,
-            format!("endpointRef points to namespace {other:?}; cross-namespace references are refused"),
+            format!(
+                "endpointRef points to namespace {other:?}; cross-namespace references are refused"
+            ),
         );
     }
     if !endpoint_names.contains(&(ns, ep.name.as_str())) {
-        return bad(Reason::EndpointNotFound, format!("Endpoint {ns}/{} not found", ep.name));
+        return bad(
+            Reason::EndpointNotFound,
+            format!("Endpoint {ns}/{} not found", ep.name),
+        );
     }
     if config.endpoint(ns, &ep.name).is_none() {
-        return bad(Reason::EndpointNotReady, format!("Endpoint {ns}/{} is not ready", ep.name));
+        return bad(
+            Reason::EndpointNotReady,
+            format!("Endpoint {ns}/{} is not ready", ep.name),
+        );
     }
     let mut sources: Vec<String> = spec.sources.clone();
     sources.sort();
     sources.dedup();
-    if let Some(missing) = sources.iter().find(|s| !source_names.contains(&(ns, s.as_str()))) {
-        return bad(Reason::SourceNotFound, format!("Source {ns}/{missing} not found"));
+    if let Some(missing) = sources
+        .iter()
+        .find(|s| !source_names.contains(&(ns, s.as_str())))
+    {
+        return bad(
+            Reason::SourceNotFound,
+            format!("Source {ns}/{missing} not found"),
+        );
     }
     for g in &spec.filter.event_types {
         if let Err(why) = check_glob(g) {
-            return bad(Reason::InvalidGlob, format!("filter.eventTypes: {g:?} {why}"));
+            return bad(
+                Reason::InvalidGlob,
+                format!("filter.eventTypes: {g:?} {why}"),
+            );
         }
     }
     let mut event_types = spec.filter.event_types.clone();
@@ -725,7 +813,11 @@ fn compile_subscription(
         name: String::new(),
         endpoint: ep.name.clone(),
         sources,
-        filter: FilterConfig { event_types, headers, body },
+        filter: FilterConfig {
+            event_types,
+            headers,
+            body,
+        },
     })
 }
 
@@ -749,7 +841,12 @@ fn compile_matchers(exprs: &[MatchExpr], field: Field) -> Outcome<Vec<Matcher>> 
 
 fn compile_matcher(e: &MatchExpr, field: Field) -> Outcome<Matcher> {
     let groups = [e.any.is_some(), e.all.is_some(), e.not.is_some()];
-    let tests = [e.exact.is_some(), e.prefix.is_some(), e.suffix.is_some(), e.exists.is_some()];
+    let tests = [
+        e.exact.is_some(),
+        e.prefix.is_some(),
+        e.suffix.is_some(),
+        e.exists.is_some(),
+    ];
     let n_groups = groups.iter().filter(|x| **x).count();
     let n_tests = tests.iter().filter(|x| **x).count();
     if n_groups + n_tests != 1 {
@@ -759,12 +856,23 @@ fn compile_matcher(e: &MatchExpr, field: Field) -> Outcome<Matcher> {
         );
     }
     if n_groups == 1 && (e.name.is_some() || e.path.is_some()) {
-        return bad(Reason::InvalidFilter, "any/all/not take no name or path of their own");
+        return bad(
+            Reason::InvalidFilter,
+            "any/all/not take no name or path of their own",
+        );
     }
-    let leaves = |ls: &[MatchLeaf]| ls.iter().map(|l| compile_leaf(l, field)).collect::<Outcome<Vec<_>>>();
+    let leaves = |ls: &[MatchLeaf]| {
+        ls.iter()
+            .map(|l| compile_leaf(l, field))
+            .collect::<Outcome<Vec<_>>>()
+    };
     match (&e.any, &e.all, &e.not) {
-        (Some(ls), _, _) if ls.is_empty() => bad(Reason::InvalidFilter, "any needs at least one leaf"),
-        (_, Some(ls), _) if ls.is_empty() => bad(Reason::InvalidFilter, "all needs at least one leaf"),
+        (Some(ls), _, _) if ls.is_empty() => {
+            bad(Reason::InvalidFilter, "any needs at least one leaf")
+        }
+        (_, Some(ls), _) if ls.is_empty() => {
+            bad(Reason::InvalidFilter, "all needs at least one leaf")
+        }
         (Some(ls), _, _) => Ok(Matcher::Any(leaves(ls)?)),
         (_, Some(ls), _) => Ok(Matcher::All(leaves(ls)?)),
         (_, _, Some(l)) => Ok(Matcher::Not(compile_leaf(l, field)?)),
@@ -786,25 +894,46 @@ fn compile_leaf(l: &MatchLeaf, field: Field) -> Outcome<Leaf> {
     let field = match (field, &l.name, &l.path) {
         (Field::Header, Some(n), None) => {
             if !is_header_name(n) {
-                return bad(Reason::InvalidFilter, format!("{n:?} is not a valid header name"));
+                return bad(
+                    Reason::InvalidFilter,
+                    format!("{n:?} is not a valid header name"),
+                );
             }
             n.to_ascii_lowercase()
         }
         (Field::Body, None, Some(p)) => {
             if !is_json_pointer(p) {
-                return bad(Reason::InvalidFilter, format!("{p:?} is not a JSON pointer (RFC 6901)"));
+                return bad(
+                    Reason::InvalidFilter,
+                    format!("{p:?} is not a JSON pointer (RFC 6901)"),
+                );
             }
             p.clone()
         }
-        (Field::Header, _, _) => return bad(Reason::InvalidFilter, "a header matcher names a header with name (and no path)"),
-        (Field::Body, _, _) => return bad(Reason::InvalidFilter, "a body matcher names a JSON pointer with path (and no name)"),
+        (Field::Header, _, _) => {
+            return bad(
+                Reason::InvalidFilter,
+                "a header matcher names a header with name (and no path)",
+            )
+        }
+        (Field::Body, _, _) => {
+            return bad(
+                Reason::InvalidFilter,
+                "a body matcher names a JSON pointer with path (and no name)",
+            )
+        }
     };
     let test = match (&l.exact, &l.prefix, &l.suffix, l.exists) {
         (Some(v), None, None, None) => Test::Exact(v.clone()),
         (None, Some(v), None, None) => Test::Prefix(v.clone()),
         (None, None, Some(v), None) => Test::Suffix(v.clone()),
         (None, None, None, Some(b)) => Test::Exists(b),
-        _ => return bad(Reason::InvalidFilter, "set exactly one of exact, prefix, suffix, exists"),
+        _ => {
+            return bad(
+                Reason::InvalidFilter,
+                "set exactly one of exact, prefix, suffix, exists",
+            )
+        }
     };
     Ok(Leaf { field, test })
 }
@@ -822,13 +951,21 @@ fn compile_api_keys(secrets: &[Secret], problems: &mut Vec<Problem>) -> Vec<ApiK
             continue;
         }
         let (ns, name) = (namespace_of(s), s.name_any());
-        let mut report = |reason, message: String| problems.push(problem(Kind::Secret, &ns, &name, reason, message));
+        let mut report = |reason, message: String| {
+            problems.push(problem(Kind::Secret, &ns, &name, reason, message))
+        };
         let Some(key) = secret_value(s, "key") else {
-            report(Reason::SecretKeyNotFound, "API key Secret has no key \"key\"".into());
+            report(
+                Reason::SecretKeyNotFound,
+                "API key Secret has no key \"key\"".into(),
+            );
             continue;
         };
         if key.len() < 16 {
-            report(Reason::InvalidSecret, "API keys must be at least 16 bytes".into());
+            report(
+                Reason::InvalidSecret,
+                "API keys must be at least 16 bytes".into(),
+            );
             continue;
         }
         let role = match secret_value(s, "role").as_deref() {

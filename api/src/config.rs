@@ -94,11 +94,21 @@ pub struct SourceConfig {
 pub enum Verifier {
     None,
     /// The key is the base64-decoded part of the `whsec_` secret.
-    StandardWebhooks { key: SecretBytes },
-    Stripe { key: SecretBytes },
-    Github { key: SecretBytes },
-    Shopify { key: SecretBytes },
-    Slack { key: SecretBytes },
+    StandardWebhooks {
+        key: SecretBytes,
+    },
+    Stripe {
+        key: SecretBytes,
+    },
+    Github {
+        key: SecretBytes,
+    },
+    Shopify {
+        key: SecretBytes,
+    },
+    Slack {
+        key: SecretBytes,
+    },
     Hmac(GenericHmacConfig),
 }
 

@@ -57,7 +57,16 @@ mod tests {
 
     #[test]
     fn refuses_what_the_pattern_refuses() {
-        for bad in ["", "5", "s", "1.5s", "-1s", "1w", "1 s", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "1.5s",
+            "-1s",
+            "1w",
+            "1 s",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

@@ -58,7 +58,10 @@ pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
             }
             if path.is_dir() {
                 stack.push(path);
-            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
                 out.push(path);
             }
         }
@@ -126,10 +129,19 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
         let inputs = &mut loaded.inputs;
         let result = match (meta.api_version.as_str(), meta.kind.as_str()) {
-            ("hookmesh.io/v1alpha1", "Source") => typed(value, ns.as_str(), &mut inputs.sources).map_err(|e| (Kind::Source, e)),
-            ("hookmesh.io/v1alpha1", "Endpoint") => typed(value, ns.as_str(), &mut inputs.endpoints).map_err(|e| (Kind::Endpoint, e)),
-            ("hookmesh.io/v1alpha1", "Subscription") => typed(value, ns.as_str(), &mut inputs.subscriptions).map_err(|e| (Kind::Subscription, e)),
-            ("v1", "Secret") => typed(value, ns.as_str(), &mut inputs.secrets).map_err(|e| (Kind::Secret, e)),
+            ("hookmesh.io/v1alpha1", "Source") => {
+                typed(value, ns.as_str(), &mut inputs.sources).map_err(|e| (Kind::Source, e))
+            }
+            ("hookmesh.io/v1alpha1", "Endpoint") => {
+                typed(value, ns.as_str(), &mut inputs.endpoints).map_err(|e| (Kind::Endpoint, e))
+            }
+            ("hookmesh.io/v1alpha1", "Subscription") => {
+                typed(value, ns.as_str(), &mut inputs.subscriptions)
+                    .map_err(|e| (Kind::Subscription, e))
+            }
+            ("v1", "Secret") => {
+                typed(value, ns.as_str(), &mut inputs.secrets).map_err(|e| (Kind::Secret, e))
+            }
             _ => Ok(()),
         };
         if let Err((kind, message)) = result {

@@ -22,6 +22,8 @@ fn main() -> anyhow::Result<()> {
             print!("{}", hookmesh_api::resources::crds_yaml()?);
             Ok(())
         }
-        None => anyhow::bail!("the reconcile loop is not built yet; try `hookmesh-operator crdgen`"),
+        None => {
+            anyhow::bail!("the reconcile loop is not built yet; try `hookmesh-operator crdgen`")
+        }
     }
 }

@@ -19,15 +19,34 @@ use crate::duration;
     category = "hookmesh",
     doc = "A webhook destination",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
-    printcolumn(name = "Subscriptions", type_ = "integer", json_path = ".status.subscriptions"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Subscriptions",
+        type_ = "integer",
+        json_path = ".status.subscriptions"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSpec {
     /// Where deliveries are POSTed (http or https).
-    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s/?#]+([/?#]\S*)?$"))]
+    #[schemars(
+        length(min = 8, max = 2048),
+        regex(pattern = r"^https?://[^\s/?#]+([/?#]\S*)?$")
+    )]
     pub url: String,
     /// Secret key with the outgoing signing secret (Standard Webhooks `whsec_...`). When absent,
     /// the Secret `<endpoint>-signing` (key `secret`) is used; the operator creates it.

@@ -16,11 +16,27 @@ use crate::duration;
     shortname = "hmsrc",
     category = "hookmesh",
     doc = "A webhook ingest point with signature verification",
-    printcolumn(name = "Scheme", type_ = "string", json_path = ".spec.verification.scheme"),
+    printcolumn(
+        name = "Scheme",
+        type_ = "string",
+        json_path = ".spec.verification.scheme"
+    ),
     printcolumn(name = "Path", type_ = "string", json_path = ".status.ingestPath"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SourceSpec {

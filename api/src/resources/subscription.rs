@@ -15,10 +15,26 @@ use super::common::{CommonStatus, HEADER_NAME_PATTERN, JSON_POINTER_PATTERN, NAM
     shortname = "hmsub",
     category = "hookmesh",
     doc = "Routes events from sources to an endpoint",
-    printcolumn(name = "Endpoint", type_ = "string", json_path = ".spec.endpointRef.name"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".spec.endpointRef.name"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionSpec {
@@ -51,7 +67,10 @@ pub struct EndpointRef {
 pub struct Filter {
     /// Event-type globs (`order.*`, `*`, `invoice.?aid`); empty or absent means all types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 256), regex(pattern = r"^[\x21-\x7e]+$")))]
+    #[schemars(
+        length(max = 64),
+        inner(length(min = 1, max = 256), regex(pattern = r"^[\x21-\x7e]+$"))
+    )]
     pub event_types: Vec<String>,
     /// Matchers on request headers (field `name`), all of which must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

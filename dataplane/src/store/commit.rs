@@ -112,38 +112,50 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
         &t.idx_status,
         &t.idx_endpoint,
     );
-    let outcomes = trees.transaction(|(events, payloads, deliveries, due, idem, idx_source, idx_status, idx_endpoint)| {
-        let mut outcomes = Vec::with_capacity(news.len());
-        for new in news {
-            let e = &new.event;
-            let id = e.id.to_key();
-            if let Some(claim) = &new.idempotency {
-                let key = concat(&[&name_prefix(&e.namespace, &e.source), claim.key.as_bytes()]);
-                if let Some(existing) = idem.get(&key)? {
-                    let expires = existing.get(16..24).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
-                    if let (Some(orig), true) = (EventId::from_key(&existing), expires > e.received_at) {
-                        outcomes.push(IngestOutcome::Duplicate(orig));
-                        continue;
+    let outcomes = trees.transaction(
+        |(events, payloads, deliveries, due, idem, idx_source, idx_status, idx_endpoint)| {
+            let mut outcomes = Vec::with_capacity(news.len());
+            for new in news {
+                let e = &new.event;
+                let id = e.id.to_key();
+                if let Some(claim) = &new.idempotency {
+                    let key =
+                        concat(&[&name_prefix(&e.namespace, &e.source), claim.key.as_bytes()]);
+                    if let Some(existing) = idem.get(&key)? {
+                        let expires = existing
+                            .get(16..24)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u64::from_be_bytes)
+                            .unwrap_or(0);
+                        if let (Some(orig), true) =
+                            (EventId::from_key(&existing), expires > e.received_at)
+                        {
+                            outcomes.push(IngestOutcome::Duplicate(orig));
+                            continue;
+                        }
+                    }
+                    let expires = e.received_at.saturating_add(claim.window_ms);
+                    idem.insert(key, concat(&[&id, &expires.to_be_bytes()]))?;
+                }
+                tx_put(events, &id, e)?;
+                tx_put(payloads, &id, &new.payload)?;
+                idx_source.insert(concat(&[&name_prefix(&e.namespace, &e.source), &id]), &[])?;
+                idx_status.insert(status_key(e.status, e.id), &[])?;
+                for d in &new.deliveries {
+                    let did = d.id.to_key();
+                    tx_put(deliveries, &did, d)?;
+                    idx_endpoint.insert(
+                        concat(&[&name_prefix(&d.namespace, &d.endpoint), &did]),
+                        &id,
+                    )?;
+                    if let Some(at) = d.next_attempt_at {
+                        due.insert(due_key(at, d.id), &[])?;
                     }
                 }
-                let expires = e.received_at.saturating_add(claim.window_ms);
-                idem.insert(key, concat(&[&id, &expires.to_be_bytes()]))?;
+                outcomes.push(IngestOutcome::Stored(e.id));
             }
-            tx_put(events, &id, e)?;
-            tx_put(payloads, &id, &new.payload)?;
-            idx_source.insert(concat(&[&name_prefix(&e.namespace, &e.source), &id]), &[])?;
-            idx_status.insert(status_key(e.status, e.id), &[])?;
-            for d in &new.deliveries {
-                let did = d.id.to_key();
-                tx_put(deliveries, &did, d)?;
-                idx_endpoint.insert(concat(&[&name_prefix(&d.namespace, &d.endpoint), &did]), &id)?;
-                if let Some(at) = d.next_attempt_at {
-                    due.insert(due_key(at, d.id), &[])?;
-                }
-            }
-            outcomes.push(IngestOutcome::Stored(e.id));
-        }
-        Ok(outcomes)
-    })?;
+            Ok(outcomes)
+        },
+    )?;
     Ok(outcomes)
 }

@@ -165,18 +165,30 @@ impl Store {
     }
 }
 
-pub(crate) fn get<T: serde::de::DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+pub(crate) fn get<T: serde::de::DeserializeOwned>(
+    tree: &Tree,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
     tree.get(key)?.map(|v| codec::decode(&v)).transpose()
 }
 
-pub(crate) fn tx_get<T: serde::de::DeserializeOwned>(tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<T>> {
+pub(crate) fn tx_get<T: serde::de::DeserializeOwned>(
+    tree: &TransactionalTree,
+    key: &[u8],
+) -> TxResult<Option<T>> {
     match tree.get(key)? {
-        Some(v) => codec::decode(&v).map(Some).map_err(ConflictableTransactionError::Abort),
+        Some(v) => codec::decode(&v)
+            .map(Some)
+            .map_err(ConflictableTransactionError::Abort),
         None => Ok(None),
     }
 }
 
-pub(crate) fn tx_put<T: serde::Serialize>(tree: &TransactionalTree, key: &[u8], value: &T) -> TxResult<()> {
+pub(crate) fn tx_put<T: serde::Serialize>(
+    tree: &TransactionalTree,
+    key: &[u8],
+    value: &T,
+) -> TxResult<()> {
     let bytes = codec::encode(value).map_err(ConflictableTransactionError::Abort)?;
     tree.insert(key, bytes)?;
     Ok(())

@@ -30,7 +30,9 @@ fn next_ulid() -> Ulid {
 macro_rules! prefixed_id {
     ($name:ident, $prefix:literal, $what:literal) => {
         #[doc = concat!("A ", $what, " id: `", $prefix, "` + a ULID (time-ordered).")]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
         pub struct $name(pub Ulid);
 
         impl $name {
@@ -217,7 +219,13 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
-    pub fn new(event_id: EventId, namespace: &str, endpoint: &str, subscription: Option<&str>, now: Millis) -> Self {
+    pub fn new(
+        event_id: EventId,
+        namespace: &str,
+        endpoint: &str,
+        subscription: Option<&str>,
+        now: Millis,
+    ) -> Self {
         Self {
             id: DeliveryId::generate(),
             event_id,
@@ -255,7 +263,10 @@ pub fn rollup(statuses: &[DeliveryStatus]) -> EventStatus {
     if statuses.iter().any(|s| !s.is_final()) {
         return EventStatus::Pending;
     }
-    let ok = statuses.iter().filter(|s| **s == DeliveryStatus::Success).count();
+    let ok = statuses
+        .iter()
+        .filter(|s| **s == DeliveryStatus::Success)
+        .count();
     if ok == statuses.len() {
         EventStatus::Delivered
     } else if ok > 0 {

@@ -13,7 +13,9 @@ use super::*;
 pub enum Finish {
     Success,
     /// Try again at this time.
-    Retry { at: Millis },
+    Retry {
+        at: Millis,
+    },
     /// A permanent refusal (4xx other than 408/429): no more attempts.
     Failed,
     /// Out of attempts.
@@ -27,7 +29,10 @@ impl Store {
         let mut out = Vec::new();
         for item in self.trees().due.range(..=end).take(limit) {
             let (k, _) = item?;
-            let at = k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            let at = k
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
             if let (Some(at), Some(id)) = (at, k.get(8..).and_then(DeliveryId::from_key)) {
                 out.push((at, id));
             }
@@ -37,11 +42,11 @@ impl Store {
 
     /// Earliest due time in the queue, if any.
     pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        Ok(self
-            .trees()
-            .due
-            .first()?
-            .and_then(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)))
+        Ok(self.trees().due.first()?.and_then(|(k, _)| {
+            k.get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+        }))
     }
 
     /// Number of entries in the due queue (metrics).
@@ -51,7 +56,12 @@ impl Store {
 
     /// Take a due delivery for an attempt: mark it in flight and move its due entry to the
     /// lease expiry. `None` when it is no longer due (taken, finished, or deleted).
-    pub fn claim(&self, due_at: Millis, id: DeliveryId, lease_until: Millis) -> Result<Option<DeliveryRecord>, StoreError> {
+    pub fn claim(
+        &self,
+        due_at: Millis,
+        id: DeliveryId,
+        lease_until: Millis,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
         let claimed = (&t.deliveries, &t.due).transaction(|(deliveries, due)| {
             let old_key = due_key(due_at, id);
@@ -75,7 +85,12 @@ impl Store {
     }
 
     /// Record an attempt and its outcome; roll the event's status up. Returns the delivery.
-    pub fn finish(&self, id: DeliveryId, attempt: AttemptRecord, finish: Finish) -> Result<Option<DeliveryRecord>, StoreError> {
+    pub fn finish(
+        &self,
+        id: DeliveryId,
+        attempt: AttemptRecord,
+        finish: Finish,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
         let trees = (&t.events, &t.deliveries, &t.attempts, &t.due, &t.idx_status);
         let done = trees.transaction(|(events, deliveries, attempts, due, idx_status)| {
@@ -101,7 +116,11 @@ impl Store {
                 due.insert(due_key(at, id), &[])?;
             }
             tx_put(deliveries, &id.to_key(), &d)?;
-            tx_put(attempts, &concat(&[&id.to_key(), &attempt.number.to_be_bytes()]), &attempt)?;
+            tx_put(
+                attempts,
+                &concat(&[&id.to_key(), &attempt.number.to_be_bytes()]),
+                &attempt,
+            )?;
             roll_up(events, deliveries, idx_status, d.event_id, &[])?;
             Ok(Some(d))
         })?;
@@ -110,7 +129,11 @@ impl Store {
 
     /// Put a delivery back in the queue, due at `at` (manual retry, or an endpoint paused by its
     /// circuit breaker). A finished delivery starts a fresh round of attempts.
-    pub fn requeue(&self, id: DeliveryId, at: Millis) -> Result<Option<DeliveryRecord>, StoreError> {
+    pub fn requeue(
+        &self,
+        id: DeliveryId,
+        at: Millis,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
         let trees = (&t.events, &t.deliveries, &t.due, &t.idx_status);
         let done = trees.transaction(|(events, deliveries, due, idx_status)| {
@@ -136,17 +159,32 @@ impl Store {
     /// Add deliveries to an existing event (replay) and queue them now.
     pub fn add_deliveries(&self, event: EventId, new: &[DeliveryRecord]) -> Result<(), StoreError> {
         let t = self.trees();
-        let trees = (&t.events, &t.deliveries, &t.due, &t.idx_status, &t.idx_endpoint);
+        let trees = (
+            &t.events,
+            &t.deliveries,
+            &t.due,
+            &t.idx_status,
+            &t.idx_endpoint,
+        );
         trees.transaction(|(events, deliveries, due, idx_status, idx_endpoint)| {
             for d in new {
                 let did = d.id.to_key();
                 tx_put(deliveries, &did, d)?;
-                idx_endpoint.insert(concat(&[&name_prefix(&d.namespace, &d.endpoint), &did]), &event.to_key())?;
+                idx_endpoint.insert(
+                    concat(&[&name_prefix(&d.namespace, &d.endpoint), &did]),
+                    &event.to_key(),
+                )?;
                 if let Some(at) = d.next_attempt_at {
                     due.insert(due_key(at, d.id), &[])?;
                 }
             }
-            roll_up(events, deliveries, idx_status, event, &new.iter().map(|d| d.id).collect::<Vec<_>>())?;
+            roll_up(
+                events,
+                deliveries,
+                idx_status,
+                event,
+                &new.iter().map(|d| d.id).collect::<Vec<_>>(),
+            )?;
             Ok(())
         })?;
         Ok(())
@@ -156,24 +194,34 @@ impl Store {
     pub(super) fn recover_in_flight(&self, now: Millis) -> Result<usize, StoreError> {
         let mut recovered = 0;
         for (at, id) in self.due(Millis::MAX, usize::MAX)? {
-            let Some(d) = self.delivery(id)? else { continue };
+            let Some(d) = self.delivery(id)? else {
+                continue;
+            };
             if d.status == DeliveryStatus::InFlight && at > now {
                 let t = self.trees();
-                (&t.deliveries, &t.due).transaction(|(deliveries, due)| {
-                    let mut d = d.clone();
-                    due.remove(due_key(at, id))?;
-                    d.status = if d.attempts > 0 { DeliveryStatus::Retrying } else { DeliveryStatus::Pending };
-                    d.next_attempt_at = Some(now);
-                    due.insert(due_key(now, id), &[])?;
-                    tx_put(deliveries, &id.to_key(), &d)?;
-                    Ok(())
-                })
-                .map_err(StoreError::from)?;
+                (&t.deliveries, &t.due)
+                    .transaction(|(deliveries, due)| {
+                        let mut d = d.clone();
+                        due.remove(due_key(at, id))?;
+                        d.status = if d.attempts > 0 {
+                            DeliveryStatus::Retrying
+                        } else {
+                            DeliveryStatus::Pending
+                        };
+                        d.next_attempt_at = Some(now);
+                        due.insert(due_key(now, id), &[])?;
+                        tx_put(deliveries, &id.to_key(), &d)?;
+                        Ok(())
+                    })
+                    .map_err(StoreError::from)?;
                 recovered += 1;
             }
         }
         if recovered > 0 {
-            tracing::info!(recovered, "deliveries in flight at the last stop are due again");
+            tracing::info!(
+                recovered,
+                "deliveries in flight at the last stop are due again"
+            );
         }
         Ok(recovered)
     }

@@ -1,0 +1,62 @@
+//! The HTTP surface of a data-plane pod: one router for ingest, the REST API and probes.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::config::LiveConfig;
+use crate::error;
+use crate::ingest;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Shared by every handler. Each field is a handle to one stage.
+#[derive(Clone)]
+pub struct AppState {
+    pub live: LiveConfig,
+    pub store: Store,
+    /// Tells the delivery engine new deliveries are due now.
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/e/{namespace}/{source}", post(ingest::webhook))
+        .route("/api/v1/events", post(ingest::publish))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let live = state.live.load();
+    Json(json!({"status": "ready", "config_hash": live.hash()}))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .queue_depth
+        .set(state.store.queue_depth() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

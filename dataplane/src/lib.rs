@@ -1,0 +1,14 @@
+//! hookmesh data plane: ingest -> verify -> store -> route -> deliver, plus the REST API.
+//!
+//! One module per stage; `server` wires them together for the binary.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod route;
+pub mod server;
+pub mod store;
+pub mod verify;

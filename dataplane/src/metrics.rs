@@ -1,0 +1,154 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub namespace: String,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub namespace: String,
+    pub endpoint: String,
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    ingested: Family<SourceLabels, Counter>,
+    verification_failures: Family<ReasonLabels, Counter>,
+    delivery_attempts: Family<OutcomeLabels, Counter>,
+    delivery_latency: Histogram,
+    pub queue_depth: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub config_reloads: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hookmesh");
+        let ingested = Family::<SourceLabels, Counter>::default();
+        let verification_failures = Family::<ReasonLabels, Counter>::default();
+        let delivery_attempts = Family::<OutcomeLabels, Counter>::default();
+        // 1 ms .. ~65 s
+        let delivery_latency = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        let queue_depth = Gauge::default();
+        let config_reloads = Counter::default();
+        registry.register(
+            "events_ingested",
+            "Events accepted and stored",
+            ingested.clone(),
+        );
+        registry.register(
+            "verification_failures",
+            "Requests refused because their signature did not verify, by reason",
+            verification_failures.clone(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by endpoint and outcome (success, retry, failed, dead_letter)",
+            delivery_attempts.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from ingest to successful delivery",
+            delivery_latency.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Deliveries waiting in the due queue",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configs that went live",
+            config_reloads.clone(),
+        );
+        Metrics {
+            registry,
+            ingested,
+            verification_failures,
+            delivery_attempts,
+            delivery_latency,
+            queue_depth,
+            config_reloads,
+        }
+    }
+
+    pub fn ingested(&self, namespace: &str, source: &str) {
+        self.ingested
+            .get_or_create(&SourceLabels {
+                namespace: namespace.to_string(),
+                source: source.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn verification_failed(&self, code: &str) {
+        self.verification_failures
+            .get_or_create(&ReasonLabels {
+                reason: code.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn attempt(&self, namespace: &str, endpoint: &str, outcome: &str) {
+        self.delivery_attempts
+            .get_or_create(&OutcomeLabels {
+                namespace: namespace.to_string(),
+                endpoint: endpoint.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn delivered_after(&self, seconds: f64) {
+        self.delivery_latency.observe(seconds);
+    }
+
+    /// Count of `outcome` attempts for an endpoint so far (for the REST API's live counters).
+    pub fn attempts_of(&self, namespace: &str, endpoint: &str, outcome: &str) -> u64 {
+        self.delivery_attempts
+            .get_or_create(&OutcomeLabels {
+                namespace: namespace.to_string(),
+                endpoint: endpoint.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .get()
+    }
+
+    pub fn ingested_of(&self, namespace: &str, source: &str) -> u64 {
+        self.ingested
+            .get_or_create(&SourceLabels {
+                namespace: namespace.to_string(),
+                source: source.to_string(),
+            })
+            .get()
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,86 @@
+//! Wiring: open the store, load the config, start the stages, serve HTTP until told to stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::Notify;
+
+use crate::app::{router, AppState};
+use crate::config::{self, LiveConfig};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Where the config comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigFrom {
+    /// Standalone: a directory of CR and Secret YAML, recompiled on change.
+    Manifests(PathBuf),
+    /// In cluster: the Secret the operator publishes (`namespace`, `name`).
+    Secret { namespace: String, name: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: ConfigFrom,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
+    let store = Store::open(&opts.data_dir.join("sled"))
+        .with_context(|| format!("opening the store under {}", opts.data_dir.display()))?;
+    let live = match &opts.config {
+        ConfigFrom::Manifests(dir) => {
+            let live = LiveConfig::new(config::initial_standalone(dir)?);
+            config::watch_standalone(dir.clone(), live.clone())?;
+            live
+        }
+        ConfigFrom::Secret { namespace, name } => {
+            anyhow::bail!("cluster mode (--config-secret {namespace}/{name}) is not wired in yet")
+        }
+    };
+    tracing::info!(hash = %live.load().hash(), "config loaded");
+    let state = AppState {
+        live,
+        store: store.clone(),
+        wake: Arc::new(Notify::new()),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    tracing::info!(listen = %opts.listen, "hookmesh data plane serving");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    store.flush().context("flushing the store at shutdown")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
