@@ -1143,3 +1143,205 @@ fn subscription_naming_an_invalid_but_declared_source_stays_ready() {
     assert!(c.problem_for(Kind::Subscription, "shop", "sub").is_none());
     assert_eq!(c.config.subscriptions.last().unwrap().sources, ["s1"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Determinism and secrecy
+// ---------------------------------------------------------------------------------------------
+
+/// The valid fixture plus a few invalid objects, so problems take part in the comparison.
+fn mixed_inputs() -> Inputs {
+    valid_plus(
+        &[
+            source(
+                "s1",
+                "{verification: {scheme: github, secretRef: {name: nope, key: k}}}",
+            ),
+            endpoint("e1", &ep_spec("timeoutSeconds: 0")),
+            subscription("sub1", "{endpointRef: {name: e1}}"),
+            subscription(
+                "sub2",
+                "{endpointRef: {name: orders}, filter: {eventTypes: ['**']}}",
+            ),
+            source(
+                "sw",
+                "{verification: {scheme: standard-webhooks, secretRef: {name: sw, key: secret}}}",
+            ),
+        ]
+        .join("---\n"),
+    )
+}
+
+#[test]
+fn shuffled_inputs_give_identical_bytes_hash_and_problems() {
+    let reference = compile(&mixed_inputs());
+    let ref_bytes = serde_json::to_vec(&reference.config).unwrap();
+    assert_eq!(reference.problems.len(), 5, "{:#?}", reference.problems);
+    let mut sorted = reference.problems.clone();
+    sorted.sort();
+    assert_eq!(reference.problems, sorted, "problems are sorted");
+    for seed in 1..=12u64 {
+        let mut i = mixed_inputs();
+        shuffle(&mut i.sources, seed);
+        shuffle(&mut i.endpoints, seed + 100);
+        shuffle(&mut i.subscriptions, seed + 200);
+        shuffle(&mut i.secrets, seed + 300);
+        let c = compile(&i);
+        assert_eq!(
+            serde_json::to_vec(&c.config).unwrap(),
+            ref_bytes,
+            "seed {seed}"
+        );
+        assert_eq!(c.config.hash, reference.config.hash, "seed {seed}");
+        assert_eq!(c.problems, reference.problems, "seed {seed}");
+    }
+    // Reversed, too.
+    let mut i = mixed_inputs();
+    i.sources.reverse();
+    i.endpoints.reverse();
+    i.subscriptions.reverse();
+    i.secrets.reverse();
+    let c = compile(&i);
+    assert_eq!(serde_json::to_vec(&c.config).unwrap(), ref_bytes);
+    assert_eq!(c.problems, reference.problems);
+}
+
+#[test]
+fn compiling_twice_gives_the_same_hash() {
+    assert_eq!(
+        compile(&inputs(VALID)).config.hash,
+        compile(&inputs(VALID)).config.hash
+    );
+}
+
+/// Replace the first occurrence of `from` in the fixture and return the new hash.
+fn hash_with(from: &str, to: &str) -> String {
+    assert!(VALID.contains(from), "{from}");
+    let c = compile(&inputs(&VALID.replacen(from, to, 1)));
+    assert!(c.problems.is_empty(), "{from} -> {to}: {:?}", c.problems);
+    c.config.hash
+}
+
+#[test]
+fn changing_one_secret_byte_changes_the_hash() {
+    let base = valid().config.hash;
+    for (from, to) in [
+        // standard-webhooks source key (decoded bytes change)
+        (
+            "whsec_c3RhbmRhcmQta2V5LTAwMDE=",
+            "whsec_c3RhbmRhcmQta2V5LTAwMDI=",
+        ),
+        // stripe key in `data`
+        (
+            "d2hzZWNfc3RyaXBlX3Jhd19zZWNyZXQ=",
+            "d2hzZWNfc3RyaXBlX3Jhd19zZWNyZXU=",
+        ),
+        // github key in `data`: "gh-secret" -> "gh-secreu"
+        ("Z2gtc2VjcmV0", "Z2gtc2VjcmV1"),
+        ("token: shpss_abc", "token: shpss_abd"),
+        (
+            "signing: slack-signing-secret",
+            "signing: slack-signing-secreu",
+        ),
+        ("aG1hYy1rZXk=", "aG1hYy1rZXo="),
+        ("key: ingest-api-key-123456", "key: ingest-api-key-123457"),
+        (
+            "whsec_b3JkZXJzLXNpZ25pbmcta2V5",
+            "whsec_b3JkZXJzLXNpZ25pbmcta2V6",
+        ),
+        (
+            "sig: d2hzZWNfWm5Wc2JDMXphV2R1YVc1bkxXdGxlUzB3TWc9PQ==",
+            "sig: d2hzZWNfWm5Wc2JDMXphV2R1YVc1bkxXdGxlUzB3TXc9PQ==",
+        ),
+        (
+            "key: admin-api-key-0123456789",
+            "key: admin-api-key-0123456788",
+        ),
+        (
+            "cmVhZGVyLWFwaS1rZXktMDEyMzQ1Njc4OQ==",
+            "cmVhZGVyLWFwaS1rZXktMDEyMzQ1Njc4OA==",
+        ),
+    ] {
+        assert_ne!(hash_with(from, to), base, "{from} -> {to}");
+    }
+}
+
+#[test]
+fn changing_any_spec_value_changes_the_hash() {
+    let base = valid().config.hash;
+    for (from, to) in [
+        ("toleranceSeconds: 60", "toleranceSeconds: 61"),
+        ("multiplier: 1.5", "multiplier: 1.6"),
+        ("X-Tenant: acme", "X-Tenant: acmf"),
+        (
+            "{name: X-Debug, exists: false}",
+            "{name: X-Debug, exists: true}",
+        ),
+        ("mode: audit", "mode: enforce"),
+    ] {
+        assert_ne!(hash_with(from, to), base, "{from} -> {to}");
+    }
+}
+
+/// Every secret value of the fixture, as text, and (for whsec_ secrets) the decoded key.
+const SECRET_VALUES: &[&str] = &[
+    "standard-key-0001",
+    "c3RhbmRhcmQta2V5LTAwMDE",
+    "whsec_stripe_raw_secret",
+    "gh-secret",
+    "shpss_abc",
+    "slack-signing-secret",
+    "hmac-key",
+    "ingest-api-key-123456",
+    "orders-signing-key",
+    "full-signing-key-02",
+    "admin-api-key-0123456789",
+    "reader-api-key-0123456789",
+];
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let c = valid();
+    for shown in [format!("{:?}", c.config), format!("{:#?}", c)] {
+        for s in SECRET_VALUES {
+            assert!(!shown.contains(s), "{s} in Debug output");
+        }
+        assert!(shown.contains("redacted"));
+    }
+    let key = SecretBytes(b"hunter2".to_vec());
+    assert_eq!(format!("{key:?}"), "SecretBytes(<7 bytes redacted>)");
+    // The serialized config (which goes into a Secret) does carry the keys, base64-encoded.
+    let json = serde_json::to_string(&c.config).unwrap();
+    assert!(json.contains(&b64("gh-secret")));
+}
+
+#[test]
+fn secrets_never_appear_in_problem_messages() {
+    // Break every object of the fixture that references a Secret in a way that makes the
+    // compiler look at the Secret's value, and check no message quotes it.
+    let broken = VALID
+        .replace(
+            "scheme: standard-webhooks",
+            "scheme: standard-webhooks\n    toleranceSeconds: 0",
+        )
+        .replace("maxBodyBytes: 2048", "maxBodyBytes: 0")
+        .replace("role: write", "role: superuser-standard-key-0001")
+        .replace(
+            "key: cmVhZGVyLWFwaS1rZXktMDEyMzQ1Njc4OQ==",
+            "key: Z2gtc2VjcmV0",
+        )
+        .replace("sig: d2hzZWNf", "sig: d2hzZWNg")
+        .replace(
+            "secret: whsec_b3JkZXJzLXNpZ25pbmcta2V5",
+            "secret: b3JkZXJzLXNpZ25pbmcta2V5",
+        );
+    let c = compile(&inputs(&broken));
+    assert!(c.problems.len() >= 6, "{:#?}", c.problems);
+    for p in &c.problems {
+        for s in SECRET_VALUES
+            .iter()
+            .chain(&["b3JkZXJzLXNpZ25pbmcta2V5", "superuser"])
+        {
+            assert!(!p.to_string().contains(s), "{s} in {p}");
+        }
+    }
+}
