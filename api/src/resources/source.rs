@@ -6,6 +6,8 @@ use super::common::{CommonStatus, SecretKeyRef, HEADER_NAME_PATTERN, JSON_POINTE
 use crate::duration;
 
 /// An ingest point: `POST /e/{namespace}/{name}` on every data-plane pod.
+// Several printcolumns repeat `type_ = "string"`; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hookmesh.io",
