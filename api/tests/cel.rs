@@ -5,6 +5,8 @@
 //! offline evaluator cannot run fails with an error kind other than `ValidationFailure`; the
 //! helpers below report that precisely instead of counting it as a refusal.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is a failure with its cause
+
 use hookmesh_api::resources::{Endpoint, Source, Subscription};
 use kube::core::cel::{validate_cel, ErrorKind, ValidationError};
 use kube::CustomResourceExt;

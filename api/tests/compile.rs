@@ -1,6 +1,8 @@
 //! The compiler: valid configs compile to the expected values, each kind of invalid object is
 //! reported on its own while the rest keeps working, and output is deterministic.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is a failure with its cause
+
 mod common;
 
 use base64::Engine as _;

@@ -1,5 +1,7 @@
 //! The standalone loader: multi-document YAML files under a directory become compiler inputs.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is a failure with its cause
+
 use std::path::{Path, PathBuf};
 
 use hookmesh_api::compile::{compile, Kind, Reason};
