@@ -28,7 +28,16 @@ pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "hookmesh-dataplane", "-p", "hookmesh-operator", "--bins", "--manifest-path"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "hookmesh-dataplane",
+                "-p",
+                "hookmesh-operator",
+                "--bins",
+                "--manifest-path",
+            ])
             .arg(&manifest)
             .status()
             .map_err(|e| e.to_string())?;
@@ -67,7 +76,11 @@ impl Gateway {
         Self::start_with(manifests, data_dir, &[]).await
     }
 
-    pub async fn start_with(manifests: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Gateway> {
+    pub async fn start_with(
+        manifests: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Gateway> {
         let mut gw = Gateway {
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             manifests: manifests.to_path_buf(),
@@ -109,11 +122,17 @@ impl Gateway {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    bail!("hookmesh-dataplane exited with {status}; log:\n{}", self.log_text());
+                    bail!(
+                        "hookmesh-dataplane exited with {status}; log:\n{}",
+                        self.log_text()
+                    );
                 }
             }
             if Instant::now() > deadline {
-                bail!("hookmesh-dataplane did not become ready; log:\n{}", self.log_text());
+                bail!(
+                    "hookmesh-dataplane did not become ready; log:\n{}",
+                    self.log_text()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -193,7 +212,12 @@ fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<B
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> anyhow::Result<Resp> {
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Resp> {
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -213,7 +237,11 @@ pub async fn get(url: &str) -> anyhow::Result<Resp> {
     request("GET", url, &[], Bytes::new()).await
 }
 
-pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> anyhow::Result<Resp> {
+pub async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Resp> {
     request("POST", url, headers, body).await
 }
 

@@ -121,14 +121,23 @@ async fn start() -> Fixture {
 fn assert_accepted(r: &hookmesh_tests::harness::Resp) -> EventId {
     assert_eq!(r.status, 202, "body: {}", String::from_utf8_lossy(&r.body));
     let id = r.json()["id"].as_str().unwrap().to_string();
-    id.parse().unwrap_or_else(|_| panic!("{id} is not an evt_ ULID"))
+    id.parse()
+        .unwrap_or_else(|_| panic!("{id} is not an evt_ ULID"))
 }
 
 fn assert_refused(r: &hookmesh_tests::harness::Resp, status: u16, code: &str) {
-    assert_eq!(r.status, status, "body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let j = r.json();
     assert_eq!(j["code"], code, "body: {j}");
-    assert!(j["error"].is_string() && j["message"].is_string(), "error shape: {j}");
+    assert!(
+        j["error"].is_string() && j["message"].is_string(),
+        "error shape: {j}"
+    );
 }
 
 /// Stop the gateway and read what it stored, straight from sled.
@@ -145,7 +154,12 @@ async fn github_documented_example_is_accepted_and_stored_byte_exact() {
     assert_eq!(sign::github(GITHUB_SECRET, b"Hello, World!"), sig);
     let r = post(
         &f.gw.url("/e/shop/github"),
-        &[("x-hub-signature-256", sig), ("x-github-event", "push"), ("x-github-delivery", "d-1"), ("content-type", "text/plain")],
+        &[
+            ("x-hub-signature-256", sig),
+            ("x-github-event", "push"),
+            ("x-github-delivery", "d-1"),
+            ("content-type", "text/plain"),
+        ],
         "Hello, World!",
     )
     .await
@@ -160,8 +174,17 @@ async fn github_documented_example_is_accepted_and_stored_byte_exact() {
     assert_eq!(event.delivery_ids.len(), 1);
     let payload = store.payload(id).unwrap().unwrap();
     assert_eq!(payload.body, b"Hello, World!");
-    let header = |n: &str| payload.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    assert_eq!(header("x-hub-signature-256").as_deref(), Some(sig.as_bytes()));
+    let header = |n: &str| {
+        payload
+            .headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("x-hub-signature-256").as_deref(),
+        Some(sig.as_bytes())
+    );
     assert_eq!(header("content-type").as_deref(), Some(&b"text/plain"[..]));
 }
 
@@ -170,11 +193,19 @@ async fn binary_bodies_are_kept_byte_exact() {
     let mut f = start().await;
     let body: Vec<u8> = (0..=255u8).rev().collect();
     let sig = sign::github(GITHUB_SECRET, &body);
-    let r = post(&f.gw.url("/e/shop/github"), &[("x-hub-signature-256", &sig), ("x-github-event", "ping")], body.clone())
-        .await
-        .unwrap();
+    let r = post(
+        &f.gw.url("/e/shop/github"),
+        &[("x-hub-signature-256", &sig), ("x-github-event", "ping")],
+        body.clone(),
+    )
+    .await
+    .unwrap();
     let id = assert_accepted(&r);
-    assert_eq!(r.json()["status"], "unrouted", "ping matches no subscription");
+    assert_eq!(
+        r.json()["status"],
+        "unrouted",
+        "ping matches no subscription"
+    );
     let store = open_store(&mut f);
     assert_eq!(store.payload(id).unwrap().unwrap().body, body);
 }
@@ -197,21 +228,51 @@ async fn every_provider_scheme_accepts_a_correct_signature_and_refuses_tampering
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
         mac.update(format!("{now}.").as_bytes());
         mac.update(body);
-        format!("sha256={}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+        format!(
+            "sha256={}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        )
     };
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("stripe", vec![("stripe-signature", &stripe)]),
-        ("shopify", vec![("x-shopify-hmac-sha256", &shopify), ("x-shopify-topic", "orders/create")]),
-        ("slack", vec![("x-slack-signature", &slack), ("x-slack-request-timestamp", &ts)]),
-        ("sw", vec![("webhook-id", "msg_1"), ("webhook-timestamp", &ts), ("webhook-signature", &sw)]),
-        ("generic", vec![("x-signature", &generic), ("x-timestamp", &ts)]),
+        (
+            "shopify",
+            vec![
+                ("x-shopify-hmac-sha256", &shopify),
+                ("x-shopify-topic", "orders/create"),
+            ],
+        ),
+        (
+            "slack",
+            vec![
+                ("x-slack-signature", &slack),
+                ("x-slack-request-timestamp", &ts),
+            ],
+        ),
+        (
+            "sw",
+            vec![
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", &ts),
+                ("webhook-signature", &sw),
+            ],
+        ),
+        (
+            "generic",
+            vec![("x-signature", &generic), ("x-timestamp", &ts)],
+        ),
     ];
     for (source, headers) in &cases {
         let url = f.gw.url(&format!("/e/shop/{source}"));
         let bad = post(&url, headers, &tampered[..]).await.unwrap();
         assert_refused(&bad, 401, "SIGNATURE_INVALID");
         let ok = post(&url, headers, &body[..]).await.unwrap();
-        assert_eq!(ok.status, 202, "{source}: {}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(
+            ok.status,
+            202,
+            "{source}: {}",
+            String::from_utf8_lossy(&ok.body)
+        );
     }
 }
 
@@ -222,27 +283,85 @@ async fn wrong_secret_missing_and_malformed_headers_are_refused_with_codes() {
     let body = br#"{"type":"charge.succeeded","id":"evt_x"}"#;
     let url = f.gw.url("/e/shop/stripe");
     let wrong = sign::stripe("whsec_not_the_secret", now, body);
-    assert_refused(&post(&url, &[("stripe-signature", &wrong)], &body[..]).await.unwrap(), 401, "SIGNATURE_INVALID");
-    assert_refused(&post(&url, &[], &body[..]).await.unwrap(), 401, "SIGNATURE_MISSING");
-    for malformed in ["garbage", "t=,v1=", "v1=abcd", "t=notanumber,v1=00", "t=1,v1=zz"] {
-        let r = post(&url, &[("stripe-signature", malformed)], &body[..]).await.unwrap();
-        assert_eq!(r.status, 401, "{malformed}: {}", String::from_utf8_lossy(&r.body));
-        assert!(["SIGNATURE_INVALID", "SIGNATURE_MISSING", "TIMESTAMP_OUT_OF_TOLERANCE"].contains(&r.code().as_str()), "{malformed}: {}", r.code());
+    assert_refused(
+        &post(&url, &[("stripe-signature", &wrong)], &body[..])
+            .await
+            .unwrap(),
+        401,
+        "SIGNATURE_INVALID",
+    );
+    assert_refused(
+        &post(&url, &[], &body[..]).await.unwrap(),
+        401,
+        "SIGNATURE_MISSING",
+    );
+    for malformed in [
+        "garbage",
+        "t=,v1=",
+        "v1=abcd",
+        "t=notanumber,v1=00",
+        "t=1,v1=zz",
+    ] {
+        let r = post(&url, &[("stripe-signature", malformed)], &body[..])
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status,
+            401,
+            "{malformed}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            [
+                "SIGNATURE_INVALID",
+                "SIGNATURE_MISSING",
+                "TIMESTAMP_OUT_OF_TOLERANCE"
+            ]
+            .contains(&r.code().as_str()),
+            "{malformed}: {}",
+            r.code()
+        );
     }
     let gh = f.gw.url("/e/shop/github");
-    assert_refused(&post(&gh, &[("x-hub-signature-256", "sha256=not-hex")], "x").await.unwrap(), 401, "SIGNATURE_INVALID");
-    assert_refused(&post(&gh, &[("x-hub-signature-256", "md5=abc")], "x").await.unwrap(), 401, "SIGNATURE_INVALID");
+    assert_refused(
+        &post(&gh, &[("x-hub-signature-256", "sha256=not-hex")], "x")
+            .await
+            .unwrap(),
+        401,
+        "SIGNATURE_INVALID",
+    );
+    assert_refused(
+        &post(&gh, &[("x-hub-signature-256", "md5=abc")], "x")
+            .await
+            .unwrap(),
+        401,
+        "SIGNATURE_INVALID",
+    );
     let sw = f.gw.url("/e/shop/sw");
     let ts = now.to_string();
     assert_refused(
-        &post(&sw, &[("webhook-id", "m"), ("webhook-timestamp", &ts)], "{}").await.unwrap(),
+        &post(
+            &sw,
+            &[("webhook-id", "m"), ("webhook-timestamp", &ts)],
+            "{}",
+        )
+        .await
+        .unwrap(),
         401,
         "SIGNATURE_MISSING",
     );
     assert_refused(
-        &post(&sw, &[("webhook-id", "m"), ("webhook-timestamp", &ts), ("webhook-signature", "v1,!!!notbase64")], "{}")
-            .await
-            .unwrap(),
+        &post(
+            &sw,
+            &[
+                ("webhook-id", "m"),
+                ("webhook-timestamp", &ts),
+                ("webhook-signature", "v1,!!!notbase64"),
+            ],
+            "{}",
+        )
+        .await
+        .unwrap(),
         401,
         "SIGNATURE_INVALID",
     );
@@ -255,15 +374,33 @@ async fn stale_and_future_timestamps_are_refused() {
     let url = f.gw.url("/e/shop/stripe");
     for ts in [now_unix() - 301, now_unix() + 301] {
         let sig = sign::stripe(STRIPE_SECRET, ts, body);
-        assert_refused(&post(&url, &[("stripe-signature", &sig)], &body[..]).await.unwrap(), 401, "TIMESTAMP_OUT_OF_TOLERANCE");
+        assert_refused(
+            &post(&url, &[("stripe-signature", &sig)], &body[..])
+                .await
+                .unwrap(),
+            401,
+            "TIMESTAMP_OUT_OF_TOLERANCE",
+        );
     }
     // The Standard Webhooks specification's own example is correctly signed but from 2021.
     let spec_body = br#"{"test": 2432232314}"#;
     let spec_sig = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
-    assert_eq!(sign::standard_webhooks(SW_SECRET, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, spec_body), spec_sig);
+    assert_eq!(
+        sign::standard_webhooks(
+            SW_SECRET,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            spec_body
+        ),
+        spec_sig
+    );
     let r = post(
         &f.gw.url("/e/shop/sw"),
-        &[("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"), ("webhook-timestamp", "1614265330"), ("webhook-signature", spec_sig)],
+        &[
+            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-timestamp", "1614265330"),
+            ("webhook-signature", spec_sig),
+        ],
         &spec_body[..],
     )
     .await
@@ -272,9 +409,16 @@ async fn stale_and_future_timestamps_are_refused() {
     let slack_sig = sign::slack(SLACK_SECRET, now_unix() - 3600, body);
     let stale = (now_unix() - 3600).to_string();
     assert_refused(
-        &post(&f.gw.url("/e/shop/slack"), &[("x-slack-signature", &slack_sig), ("x-slack-request-timestamp", &stale)], &body[..])
-            .await
-            .unwrap(),
+        &post(
+            &f.gw.url("/e/shop/slack"),
+            &[
+                ("x-slack-signature", &slack_sig),
+                ("x-slack-request-timestamp", &stale),
+            ],
+            &body[..],
+        )
+        .await
+        .unwrap(),
         401,
         "TIMESTAMP_OUT_OF_TOLERANCE",
     );
@@ -283,9 +427,16 @@ async fn stale_and_future_timestamps_are_refused() {
 #[tokio::test]
 async fn audit_mode_stores_bad_signatures_flagged() {
     let mut f = start().await;
-    let r = post(&f.gw.url("/e/shop/audited"), &[("x-hub-signature-256", "sha256=00"), ("x-github-event", "push")], "{}")
-        .await
-        .unwrap();
+    let r = post(
+        &f.gw.url("/e/shop/audited"),
+        &[
+            ("x-hub-signature-256", "sha256=00"),
+            ("x-github-event", "push"),
+        ],
+        "{}",
+    )
+    .await
+    .unwrap();
     let id = assert_accepted(&r);
     let store = open_store(&mut f);
     let e = store.event(id).unwrap().unwrap();
@@ -299,25 +450,69 @@ async fn size_limits_unknown_sources_and_routes() {
     let small = f.gw.url("/e/shop/small");
     let at_limit = vec![b'a'; 64];
     let sig = sign::github(GITHUB_SECRET, &at_limit);
-    assert_eq!(post(&small, &[("x-hub-signature-256", &sig)], at_limit).await.unwrap().status, 202);
+    assert_eq!(
+        post(&small, &[("x-hub-signature-256", &sig)], at_limit)
+            .await
+            .unwrap()
+            .status,
+        202
+    );
     let over = vec![b'a'; 65];
     let sig = sign::github(GITHUB_SECRET, &over);
-    assert_refused(&post(&small, &[("x-hub-signature-256", &sig)], over).await.unwrap(), 413, "PAYLOAD_TOO_LARGE");
+    assert_refused(
+        &post(&small, &[("x-hub-signature-256", &sig)], over)
+            .await
+            .unwrap(),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
     // Default limit is 1 MiB.
     let big = vec![b'a'; 1024 * 1024 + 1];
-    assert_refused(&post(&f.gw.url("/e/shop/github"), &[], big).await.unwrap(), 413, "PAYLOAD_TOO_LARGE");
-    assert_refused(&post(&f.gw.url("/e/shop/nope"), &[], "{}").await.unwrap(), 404, "SOURCE_NOT_FOUND");
-    assert_refused(&post(&f.gw.url("/e/other/github"), &[], "{}").await.unwrap(), 404, "SOURCE_NOT_FOUND");
-    assert_refused(&get(&f.gw.url("/e/shop/github")).await.unwrap(), 405, "METHOD_NOT_ALLOWED");
-    assert_refused(&get(&f.gw.url("/nothing/here")).await.unwrap(), 404, "ROUTE_NOT_FOUND");
+    assert_refused(
+        &post(&f.gw.url("/e/shop/github"), &[], big).await.unwrap(),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+    assert_refused(
+        &post(&f.gw.url("/e/shop/nope"), &[], "{}").await.unwrap(),
+        404,
+        "SOURCE_NOT_FOUND",
+    );
+    assert_refused(
+        &post(&f.gw.url("/e/other/github"), &[], "{}").await.unwrap(),
+        404,
+        "SOURCE_NOT_FOUND",
+    );
+    assert_refused(
+        &get(&f.gw.url("/e/shop/github")).await.unwrap(),
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
+    assert_refused(
+        &get(&f.gw.url("/nothing/here")).await.unwrap(),
+        404,
+        "ROUTE_NOT_FOUND",
+    );
 }
 
 #[tokio::test]
 async fn non_json_bodies_are_accepted_and_json_pointers_just_find_nothing() {
     let mut f = start().await;
-    let r = post(&f.gw.url("/e/shop/open"), &[("content-type", "application/x-www-form-urlencoded")], "a=1&b=2").await.unwrap();
+    let r = post(
+        &f.gw.url("/e/shop/open"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "a=1&b=2",
+    )
+    .await
+    .unwrap();
     let id = assert_accepted(&r);
-    let broken = post(&f.gw.url("/e/shop/open"), &[("content-type", "application/json")], "{not json").await.unwrap();
+    let broken = post(
+        &f.gw.url("/e/shop/open"),
+        &[("content-type", "application/json")],
+        "{not json",
+    )
+    .await
+    .unwrap();
     let broken_id = assert_accepted(&broken);
     let store = open_store(&mut f);
     for id in [id, broken_id] {
@@ -332,14 +527,22 @@ async fn duplicates_return_the_original_id() {
     let mut f = start().await;
     let gh = f.gw.url("/e/shop/github");
     let sig = sign::github(GITHUB_SECRET, b"{}");
-    let h = [("x-hub-signature-256", sig.as_str()), ("x-github-event", "push"), ("x-github-delivery", "72d3162e-cc78")];
+    let h = [
+        ("x-hub-signature-256", sig.as_str()),
+        ("x-github-event", "push"),
+        ("x-github-delivery", "72d3162e-cc78"),
+    ];
     let first = assert_accepted(&post(&gh, &h, "{}").await.unwrap());
     let again = post(&gh, &h, "{}").await.unwrap();
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["duplicate"], true);
     assert_eq!(again.json()["id"], first.to_string());
     // Another delivery id is another event.
-    let h2 = [("x-hub-signature-256", sig.as_str()), ("x-github-event", "push"), ("x-github-delivery", "other")];
+    let h2 = [
+        ("x-hub-signature-256", sig.as_str()),
+        ("x-github-event", "push"),
+        ("x-github-delivery", "other"),
+    ];
     assert_ne!(assert_accepted(&post(&gh, &h2, "{}").await.unwrap()), first);
 
     // Stripe's default key is the body's /id; concurrent duplicates still store exactly one.
@@ -351,7 +554,10 @@ async fn duplicates_return_the_original_id() {
     let answers: Vec<_> = answers.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(answers.iter().filter(|r| r.status == 202).count(), 1);
     assert_eq!(answers.iter().filter(|r| r.status == 200).count(), 19);
-    let ids: HashSet<String> = answers.iter().map(|r| r.json()["id"].as_str().unwrap().to_string()).collect();
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 1, "every answer names the one stored event");
     let store = open_store(&mut f);
     assert_eq!(store.event_count(), 3);
@@ -362,15 +568,47 @@ async fn source_api_key_is_required_when_configured() {
     let f = start().await;
     let url = f.gw.url("/e/shop/keyed");
     let sig = sign::github(GITHUB_SECRET, b"{}");
-    assert_refused(&post(&url, &[("x-hub-signature-256", &sig)], "{}").await.unwrap(), 401, "UNAUTHORIZED");
     assert_refused(
-        &post(&url, &[("x-hub-signature-256", &sig), ("x-api-key", "wrong")], "{}").await.unwrap(),
+        &post(&url, &[("x-hub-signature-256", &sig)], "{}")
+            .await
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
+    assert_refused(
+        &post(
+            &url,
+            &[("x-hub-signature-256", &sig), ("x-api-key", "wrong")],
+            "{}",
+        )
+        .await
+        .unwrap(),
         401,
         "UNAUTHORIZED",
     );
     let bearer = format!("Bearer {SOURCE_KEY}");
-    assert_eq!(post(&url, &[("x-hub-signature-256", &sig), ("authorization", &bearer)], "{}").await.unwrap().status, 202);
-    assert_eq!(post(&url, &[("x-hub-signature-256", &sig), ("x-api-key", SOURCE_KEY)], "{}").await.unwrap().status, 202);
+    assert_eq!(
+        post(
+            &url,
+            &[("x-hub-signature-256", &sig), ("authorization", &bearer)],
+            "{}"
+        )
+        .await
+        .unwrap()
+        .status,
+        202
+    );
+    assert_eq!(
+        post(
+            &url,
+            &[("x-hub-signature-256", &sig), ("x-api-key", SOURCE_KEY)],
+            "{}"
+        )
+        .await
+        .unwrap()
+        .status,
+        202
+    );
 }
 
 #[tokio::test]
@@ -379,14 +617,33 @@ async fn publish_path_stores_through_the_same_pipeline() {
     let url = f.gw.url("/api/v1/events");
     let body = r#"{"type":"order.created","source":"open","namespace":"shop","payload":{"order":42},"idempotency_key":"o-42"}"#;
     assert_refused(&post(&url, &[], body).await.unwrap(), 401, "UNAUTHORIZED");
-    assert_refused(&post(&url, &[("x-api-key", READ_KEY)], body).await.unwrap(), 403, "FORBIDDEN");
+    assert_refused(
+        &post(&url, &[("x-api-key", READ_KEY)], body).await.unwrap(),
+        403,
+        "FORBIDDEN",
+    );
     let auth = format!("Bearer {WRITE_KEY}");
     let id = assert_accepted(&post(&url, &[("authorization", &auth)], body).await.unwrap());
     let dup = post(&url, &[("authorization", &auth)], body).await.unwrap();
-    assert_eq!((dup.status, dup.json()["id"].as_str()), (200, Some(id.to_string().as_str())));
-    assert_refused(&post(&url, &[("authorization", &auth)], "{not json").await.unwrap(), 400, "INVALID_BODY");
+    assert_eq!(
+        (dup.status, dup.json()["id"].as_str()),
+        (200, Some(id.to_string().as_str()))
+    );
     assert_refused(
-        &post(&url, &[("authorization", &auth)], r#"{"type":"x","source":"nope","namespace":"shop","payload":1}"#).await.unwrap(),
+        &post(&url, &[("authorization", &auth)], "{not json")
+            .await
+            .unwrap(),
+        400,
+        "INVALID_BODY",
+    );
+    assert_refused(
+        &post(
+            &url,
+            &[("authorization", &auth)],
+            r#"{"type":"x","source":"nope","namespace":"shop","payload":1}"#,
+        )
+        .await
+        .unwrap(),
         404,
         "SOURCE_NOT_FOUND",
     );
@@ -407,7 +664,14 @@ async fn kill_9_loses_no_accepted_event() {
     let url = gw.url("/e/shop/open");
     let sends = (0..200).map(|i| {
         let url = url.clone();
-        async move { post(&url, &[("content-type", "application/json")], format!(r#"{{"kind":"k","n":{i}}}"#)).await }
+        async move {
+            post(
+                &url,
+                &[("content-type", "application/json")],
+                format!(r#"{{"kind":"k","n":{i}}}"#),
+            )
+            .await
+        }
     });
     let answers = futures::future::join_all(sends).await;
     let accepted: Vec<EventId> = answers
@@ -420,7 +684,10 @@ async fn kill_9_loses_no_accepted_event() {
     gw.kill9();
     let store = Store::open(&data.join("sled")).unwrap();
     for id in &accepted {
-        assert!(store.event(*id).unwrap().is_some(), "{id} was acknowledged but is gone after kill -9");
+        assert!(
+            store.event(*id).unwrap().is_some(),
+            "{id} was acknowledged but is gone after kill -9"
+        );
         assert!(store.payload(*id).unwrap().is_some());
     }
     drop(store);
@@ -432,9 +699,16 @@ async fn kill_9_loses_no_accepted_event() {
 #[tokio::test]
 async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
     let f = start().await;
-    let hash = |r: hookmesh_tests::harness::Resp| r.json()["config_hash"].as_str().unwrap().to_string();
+    let hash =
+        |r: hookmesh_tests::harness::Resp| r.json()["config_hash"].as_str().unwrap().to_string();
     let before = hash(get(&f.gw.url("/readyz")).await.unwrap());
-    assert_eq!(post(&f.gw.url("/e/shop/late"), &[], "{}").await.unwrap().status, 404);
+    assert_eq!(
+        post(&f.gw.url("/e/shop/late"), &[], "{}")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
     write(
         &f.gw.manifests,
         "late.yaml",
@@ -446,22 +720,66 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
         if h != before {
             break h;
         }
-        assert!(std::time::Instant::now() < deadline, "new config never went live");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new config never went live"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert_eq!(post(&f.gw.url("/e/shop/late"), &[], "{}").await.unwrap().status, 202);
+    assert_eq!(
+        post(&f.gw.url("/e/shop/late"), &[], "{}")
+            .await
+            .unwrap()
+            .status,
+        202
+    );
     // An invalid edit (dangling secret) must not take the late source, or anything, down.
     write(
         &f.gw.manifests,
         "late.yaml",
         "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {name: late, namespace: shop}\nspec:\n  verification: {scheme: github, secretRef: {name: missing, key: x}}\n",
     );
-    write(&f.gw.manifests, "broken.yaml", "this: [is not: valid yaml");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(hash(get(&f.gw.url("/readyz")).await.unwrap()), after);
-    assert_eq!(post(&f.gw.url("/e/shop/late"), &[], "{}").await.unwrap().status, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f.gw.log_text().contains("SecretNotFound") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the problem is never logged:\n{}",
+            f.gw.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let log = f.gw.log_text();
-    assert!(log.contains("SecretNotFound") && log.contains("late"), "the problem is logged with object and reason:\n{log}");
+    let line = log.lines().find(|l| l.contains("SecretNotFound")).unwrap();
+    assert!(
+        line.contains("late") && line.contains("shop"),
+        "logged with its object: {line}"
+    );
+    assert_eq!(hash(get(&f.gw.url("/readyz")).await.unwrap()), after);
+    assert_eq!(
+        post(&f.gw.url("/e/shop/late"), &[], "{}")
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    // Unparseable YAML: same, the last good config keeps serving.
+    write(&f.gw.manifests, "broken.yaml", "this: [is not: valid yaml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f.gw.log_text().contains("not valid YAML") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the YAML error is never logged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(hash(get(&f.gw.url("/readyz")).await.unwrap()), after);
+    assert_eq!(
+        post(&f.gw.url("/e/shop/late"), &[], "{}")
+            .await
+            .unwrap()
+            .status,
+        202
+    );
 }
 
 #[tokio::test]
@@ -469,19 +787,61 @@ async fn weird_requests_never_get_a_500() {
     let f = start().await;
     let long_name = format!("/e/shop/{}", "a".repeat(5000));
     let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
-        ("POST", "/e/shop/github".into(), vec![("x-hub-signature-256", "sha256=")]),
-        ("POST", "/e/shop/stripe".into(), vec![("stripe-signature", "t=99999999999999999999999,v1=00")]),
-        ("POST", "/e/shop/slack".into(), vec![("x-slack-request-timestamp", "-1"), ("x-slack-signature", "v0=")]),
-        ("POST", "/e/shop/sw".into(), vec![("webhook-id", ""), ("webhook-timestamp", ""), ("webhook-signature", ",,, v1,")]),
+        (
+            "POST",
+            "/e/shop/github".into(),
+            vec![("x-hub-signature-256", "sha256=")],
+        ),
+        (
+            "POST",
+            "/e/shop/stripe".into(),
+            vec![("stripe-signature", "t=99999999999999999999999,v1=00")],
+        ),
+        (
+            "POST",
+            "/e/shop/slack".into(),
+            vec![
+                ("x-slack-request-timestamp", "-1"),
+                ("x-slack-signature", "v0="),
+            ],
+        ),
+        (
+            "POST",
+            "/e/shop/sw".into(),
+            vec![
+                ("webhook-id", ""),
+                ("webhook-timestamp", ""),
+                ("webhook-signature", ",,, v1,"),
+            ],
+        ),
         ("POST", long_name, vec![]),
         ("POST", "/e/%00/%ff".into(), vec![]),
         ("PUT", "/api/v1/events".into(), vec![]),
-        ("POST", "/api/v1/events".into(), vec![("authorization", "Bearer")]),
-        ("POST", "/api/v1/events".into(), vec![("authorization", "Basic Zm9vOmJhcg==")]),
+        (
+            "POST",
+            "/api/v1/events".into(),
+            vec![("authorization", "Bearer")],
+        ),
+        (
+            "POST",
+            "/api/v1/events".into(),
+            vec![("authorization", "Basic Zm9vOmJhcg==")],
+        ),
     ];
     for (method, path, headers) in cases {
-        let r = request(method, &f.gw.url(&path), &headers, "{}").await.unwrap();
-        assert!(r.status >= 400 && r.status < 500, "{method} {path}: {}", r.status);
-        assert!(!r.code().is_empty(), "{method} {path}: no code in {:?}", String::from_utf8_lossy(&r.body));
+        let r = request(method, &f.gw.url(&path), &headers, "{}")
+            .await
+            .unwrap();
+        assert!(
+            r.status >= 400 && r.status < 500,
+            "{method} {path}: {} {:?}",
+            r.status,
+            r.body
+        );
+        assert!(
+            !r.code().is_empty(),
+            "{method} {path}: no code in {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
 }
