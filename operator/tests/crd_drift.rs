@@ -12,10 +12,7 @@ fn committed(rel: &str) -> String {
 #[test]
 fn committed_crds_match_the_generated_ones() {
     let generated = hookmesh_api::resources::crds_yaml().expect("CRDs serialize");
-    for rel in [
-        "crds/hookmesh.io.yaml",
-        "charts/hookmesh/crds/hookmesh.io.yaml",
-    ] {
+    for rel in ["crds/hookmesh.io.yaml", "charts/hookmesh/crds/hookmesh.io.yaml"] {
         assert!(
             committed(rel) == generated,
             "{rel} is stale: regenerate it with `cargo run -p hookmesh-operator -- crdgen`"
@@ -30,8 +27,5 @@ fn crdgen_binary_prints_the_same_yaml() {
         .output()
         .expect("run hookmesh-operator crdgen");
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        committed("crds/hookmesh.io.yaml")
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed("crds/hookmesh.io.yaml"));
 }
