@@ -74,7 +74,11 @@ pub fn valid() -> Snapshot {
         endpoints: vec![endpoint()],
         subscriptions: vec![subscription()],
         secrets: vec![
-            secret("shop", "gh-webhook", &[("secret", "It's a Secret to Everybody")]),
+            secret(
+                "shop",
+                "gh-webhook",
+                &[("secret", "It's a Secret to Everybody")],
+            ),
             secret("shop", "ci-signing", &[("secret", SIGNING)]),
         ],
     }
