@@ -447,3 +447,64 @@ fn record_compile(m: &Metrics, plan: &Plan, took: Duration) {
     m.endpoints.store(c.endpoints.len() as u64, Relaxed);
     m.subscriptions.store(c.subscriptions.len() as u64, Relaxed);
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A burst of changes ends in one compile, after the burst has been quiet for a moment.
+    #[tokio::test]
+    async fn a_burst_of_changes_is_debounced_into_one_wakeup() {
+        let changed = Arc::new(Notify::new());
+        let start = Instant::now();
+        let burst = {
+            let changed = changed.clone();
+            tokio::spawn(async move {
+                for _ in 0..6 {
+                    changed.notify_one();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        debounce(&changed, None).await;
+        let took = start.elapsed();
+        burst.await.unwrap();
+        assert!(
+            took >= Duration::from_millis(250 + 150),
+            "returned mid-burst after {took:?}"
+        );
+        assert!(
+            took < DEBOUNCE_MAX + Duration::from_millis(500),
+            "took {took:?}"
+        );
+    }
+
+    /// An endless stream of changes still compiles at least every DEBOUNCE_MAX.
+    #[tokio::test]
+    async fn a_steady_stream_of_changes_cannot_starve_the_compile() {
+        let changed = Arc::new(Notify::new());
+        let noise = {
+            let changed = changed.clone();
+            tokio::spawn(async move {
+                loop {
+                    changed.notify_one();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let start = Instant::now();
+        debounce(&changed, None).await;
+        noise.abort();
+        assert!(start.elapsed() < DEBOUNCE_MAX + Duration::from_millis(300));
+    }
+
+    /// A pending retry wakes the loop without any change.
+    #[tokio::test]
+    async fn a_retry_deadline_wakes_the_loop() {
+        let changed = Notify::new();
+        let start = Instant::now();
+        debounce(&changed, Some(Instant::now() + Duration::from_millis(100))).await;
+        assert!(start.elapsed() < Duration::from_millis(500));
+    }
+}
