@@ -1,1 +1,1 @@
-
+pub mod rest_harness;
