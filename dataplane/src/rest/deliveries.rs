@@ -31,13 +31,19 @@ const DELIVERY_STATUSES: &[&str] = &[
 #[into_params(parameter_in = Query)]
 pub struct ListDeliveriesQuery {
     /// Only this namespace.
+    #[param(pattern = "^[a-z0-9.-]{1,253}$")]
     pub namespace: Option<String>,
     /// Deliveries of this event (`evt_...`).
+    #[param(pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub event_id: Option<String>,
     /// Endpoint name, or `namespace/name`.
+    #[param(pattern = "^([a-z0-9.-]{1,253}/)?[a-z0-9.-]{1,253}$")]
     pub endpoint: Option<String>,
     /// One status or a comma-separated list: `pending`, `in_flight`, `success`, `retrying`,
     /// `failed`, `dead_letter`.
+    #[param(
+        pattern = "^(pending|in_flight|success|retrying|failed|dead_letter)(,(pending|in_flight|success|retrying|failed|dead_letter))*$"
+    )]
     pub status: Option<String>,
     /// Created at or after: RFC 3339 or Unix milliseconds.
     pub from: Option<String>,
@@ -135,7 +141,7 @@ fn find_delivery(
 
 /// One delivery with every attempt.
 #[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries",
-    params(("id" = String, Path, description = "Delivery id (`dlv_...`)")),
+    params(("id" = String, Path, description = "Delivery id (`dlv_...`)", pattern = "^dlv_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The delivery and its attempts", body = DeliveryDetail),
@@ -167,7 +173,7 @@ pub async fn get_delivery(
 /// Attempt a delivery again now. A finished delivery (success, failed, dead_letter) starts a
 /// fresh round of attempts; a pending or retrying one is moved up to now.
 #[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries",
-    params(("id" = String, Path, description = "Delivery id (`dlv_...`)")),
+    params(("id" = String, Path, description = "Delivery id (`dlv_...`)", pattern = "^dlv_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 202, description = "Queued; the delivery as it is now", body = DeliveryView),

@@ -68,6 +68,7 @@ pub struct Accepted {
 pub struct PublishBody {
     /// The event type, 1 to 256 characters.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 256)]
     pub event_type: String,
     /// Name of the Source the event is published under.
     pub source: String,

@@ -40,22 +40,31 @@ const BULK_MAX: usize = 100;
 #[into_params(parameter_in = Query)]
 pub struct ListEventsQuery {
     /// Only this namespace (a namespaced API key sees only its own anyway).
+    #[param(pattern = "^[a-z0-9.-]{1,253}$")]
     pub namespace: Option<String>,
     /// Source name, or `namespace/name`.
+    #[param(pattern = "^([a-z0-9.-]{1,253}/)?[a-z0-9.-]{1,253}$")]
     pub source: Option<String>,
     /// One status or a comma-separated list: `pending`, `delivered`, `partial`, `failed`,
     /// `dead_letter`, `unrouted`.
-    #[param(example = "failed,dead_letter")]
+    #[param(
+        example = "failed,dead_letter",
+        pattern = "^(pending|delivered|partial|failed|dead_letter|unrouted)(,(pending|delivered|partial|failed|dead_letter|unrouted))*$"
+    )]
     pub status: Option<String>,
     /// Event type glob (`*` any run, `?` one character), e.g. `order.*`.
+    #[param(min_length = 1, max_length = 256)]
     pub event_type: Option<String>,
     /// Endpoint name (or `namespace/name`) the event has a delivery to.
+    #[param(pattern = "^([a-z0-9.-]{1,253}/)?[a-z0-9.-]{1,253}$")]
     pub endpoint: Option<String>,
     /// Received at or after: RFC 3339 or Unix milliseconds.
     pub from: Option<String>,
     /// Received at or before: RFC 3339 or Unix milliseconds.
     pub to: Option<String>,
-    /// `evt_` + an id prefix, or text the raw payload contains.
+    /// `evt_` + an id prefix (up to 26 Crockford base32 characters), or text the raw payload
+    /// contains.
+    #[param(min_length = 1, max_length = 256)]
     pub search: Option<String>,
     /// `true` or `false`: events whose signature verified (or failed, in audit mode).
     #[param(value_type = Option<bool>)]
@@ -177,7 +186,7 @@ pub struct GetEventQuery {
 
 /// One event; `include=payload,deliveries` adds the payload and the deliveries.
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "Event id (`evt_...`)"), GetEventQuery),
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"), GetEventQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The event", body = EventDetail),
@@ -243,7 +252,7 @@ pub(super) fn payload_expired(id: EventId) -> ApiError {
 
 /// The raw payload body, with the content type it arrived with.
 #[utoipa::path(get, path = "/api/v1/events/{id}/payload", tag = "events",
-    params(("id" = String, Path, description = "Event id (`evt_...`)")),
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The body exactly as received, with its original content type",
@@ -285,7 +294,7 @@ pub async fn get_payload(
 
 /// The deliveries of one event, oldest first.
 #[utoipa::path(get, path = "/api/v1/events/{id}/deliveries", tag = "events",
-    params(("id" = String, Path, description = "Event id (`evt_...`)")),
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Its deliveries", body = DeliveryList),
@@ -313,7 +322,7 @@ pub async fn event_deliveries(
 
 /// What happened to an event, in order: received, verified, stored, routed, each attempt.
 #[utoipa::path(get, path = "/api/v1/events/{id}/timeline", tag = "events",
-    params(("id" = String, Path, description = "Event id (`evt_...`)")),
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The timeline, oldest first", body = Timeline),
@@ -504,7 +513,7 @@ fn replay_result(id: EventId, records: &[DeliveryRecord]) -> ReplayResult {
 /// Deliver an event again: to the listed endpoints, or to every endpoint the current routing
 /// sends it to. The new deliveries are due now.
 #[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events",
-    params(("id" = String, Path, description = "Event id (`evt_...`)")),
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     request_body(content = Option<ReplayRequest>, description = "Optional: `{\"endpoints\": [names]}`"),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -685,7 +694,7 @@ pub async fn bulk_replay(
 
 /// Delete an event with its payload, deliveries, attempts and index entries.
 #[utoipa::path(delete, path = "/api/v1/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "Event id (`evt_...`)")),
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),

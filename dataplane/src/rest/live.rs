@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 #[into_params(parameter_in = Query)]
 pub struct ConfigQuery {
     /// Only this namespace.
+    #[param(pattern = "^[a-z0-9.-]{1,253}$")]
     pub namespace: Option<String>,
 }
 

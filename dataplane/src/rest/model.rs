@@ -314,8 +314,9 @@ pub struct ReplayResult {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct BulkReplayRequest {
-    /// At most 100 event ids.
+    /// 1 to 100 event ids.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     pub ids: Option<Vec<String>>,
     #[serde(default)]
     pub filter: Option<BulkFilter>,
@@ -324,6 +325,7 @@ pub struct BulkReplayRequest {
     pub endpoints: Option<Vec<String>>,
     /// With `filter`: events per call, 1 to 100 (default 100).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// With `filter`: `next_cursor` of the previous call, to continue.
     #[serde(default)]

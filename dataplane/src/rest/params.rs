@@ -104,8 +104,8 @@ pub fn text(name: &str, v: Option<&String>) -> Result<Option<String>, ApiError> 
     if v.is_empty() {
         return Err(bad(name, "must not be empty"));
     }
-    if v.len() > MAX_VALUE_LEN {
-        return Err(bad(name, format!("at most {MAX_VALUE_LEN} bytes")));
+    if v.chars().count() > MAX_VALUE_LEN {
+        return Err(bad(name, format!("at most {MAX_VALUE_LEN} characters")));
     }
     if v.chars().any(char::is_control) {
         return Err(bad(name, "control characters are not allowed"));
