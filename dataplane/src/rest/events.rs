@@ -612,9 +612,8 @@ pub async fn bulk_replay(
                 Some(_) => return Err(invalid("limit: 1 to 100")),
             };
             // The cursor is bound to this filter's JSON, as listing cursors are to their query.
-            let fingerprint = {
-                use sha2::Digest as _;
-                let canon = serde_json::to_vec(&(
+            let fingerprint = params::fingerprint(
+                &serde_json::to_vec(&(
                     &q.namespace,
                     &q.source,
                     &q.status,
@@ -625,12 +624,8 @@ pub async fn bulk_replay(
                     &q.search,
                     &q.signature_valid,
                 ))
-                .unwrap_or_default();
-                let digest = sha2::Sha256::digest(canon);
-                let mut fp = [0u8; 8];
-                fp.copy_from_slice(&digest[..8]);
-                fp
-            };
+                .unwrap_or_default(),
+            );
             let before =
                 cursor::decode(cursor::EVENTS, fingerprint, body.cursor.as_ref())?.map(EventId);
             let store = state.store.clone();

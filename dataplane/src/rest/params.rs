@@ -44,11 +44,19 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
             .filter(|p| !p.is_empty() && !p.starts_with("cursor=") && !p.starts_with("limit="))
             .collect();
         pairs.sort_unstable();
-        let digest = Sha256::digest(pairs.join("&").as_bytes());
-        let mut fingerprint = [0u8; 8];
-        fingerprint.copy_from_slice(&digest[..8]);
-        Ok(Params { value, fingerprint })
+        Ok(Params {
+            value,
+            fingerprint: fingerprint(pairs.join("&").as_bytes()),
+        })
     }
+}
+
+/// The first 8 bytes of SHA-256: what a cursor carries to recognise its query.
+pub fn fingerprint(canonical_filters: &[u8]) -> [u8; 8] {
+    let digest = Sha256::digest(canonical_filters);
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&digest[..8]);
+    fp
 }
 
 /// A path id such as `evt_...` or `dlv_...`, parsed; malformed is 400.
