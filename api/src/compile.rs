@@ -587,6 +587,16 @@ fn parse_duration_ms(s: &str, what: &str) -> Outcome<u64> {
     }
 }
 
+/// The URL as problem messages may quote it: not at all when it may carry credentials
+/// (`user:password@`), since problems end up in status conditions and logs.
+fn shown_url(url: &str) -> String {
+    if url.contains('@') {
+        "(not shown: it contains '@' and may carry credentials)".to_string()
+    } else {
+        format!("{url:?}")
+    }
+}
+
 /// Headers hookmesh sets itself on deliveries; an endpoint may not override them.
 const RESERVED_HEADERS: &[&str] = &[
     "host",
@@ -615,13 +625,18 @@ fn compile_endpoint(
             return bad(
                 Reason::InvalidUrl,
                 format!(
-                    "url {:?}: scheme {:?} is not http or https, or it has no host",
-                    spec.url,
+                    "url {}: scheme {:?} is not http or https, or it has no host",
+                    shown_url(&spec.url),
                     u.scheme()
                 ),
             )
         }
-        Err(e) => return bad(Reason::InvalidUrl, format!("url {:?}: {e}", spec.url)),
+        Err(e) => {
+            return bad(
+                Reason::InvalidUrl,
+                format!("url {}: {e}", shown_url(&spec.url)),
+            )
+        }
     };
     if !url.username().is_empty() || url.password().is_some() {
         return bad(

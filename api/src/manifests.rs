@@ -144,7 +144,13 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
             }
             _ => Ok(()),
         };
-        if let Err((kind, message)) = result {
+        if let Err((kind, mut message)) = result {
+            if kind == Kind::Secret {
+                // serde's message quotes the offending value, which here is secret material.
+                message = "not a valid v1 Secret: data values must be base64 strings and \
+                           stringData values strings (details withheld: they may quote secret data)"
+                    .into();
+            }
             loaded.problems.push(Problem {
                 kind,
                 namespace: ns,

@@ -43,9 +43,16 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready once a config is live (in cluster mode, once the operator's Secret has been read).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let live = state.live.load();
-    Json(json!({"status": "ready", "config_hash": live.hash()}))
+    if live.hash().is_empty() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "waiting for config", "config_hash": null})),
+        );
+    }
+    (axum::http::StatusCode::OK, Json(json!({"status": "ready", "config_hash": live.hash()})))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -165,8 +165,11 @@ pub fn reload_standalone(dir: &Path, live: &LiveConfig) -> bool {
 pub fn watch_standalone(dir: PathBuf, live: LiveConfig) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = tx.send(());
+        // Reading the files ourselves produces access events; only changes matter.
+        if let Ok(ev) = res {
+            if ev.kind.is_create() || ev.kind.is_modify() || ev.kind.is_remove() {
+                let _ = tx.send(());
+            }
         }
     })
     .context("starting the manifests watcher")?;

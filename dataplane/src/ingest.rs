@@ -7,6 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,10 +33,15 @@ use crate::verify;
 /// `POST /e/{namespace}/{source}`: a webhook from a provider.
 pub async fn webhook(
     State(state): State<AppState>,
-    Path((namespace, source)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Path((namespace, source)) = path.map_err(|e| {
+        ApiError::invalid_parameter(format!(
+            "the ingest path must be /e/{{namespace}}/{{source}}: {e}"
+        ))
+    })?;
     let id = EventId::generate();
     let span =
         tracing::info_span!("ingest", event_id = %id, namespace = %namespace, source = %source);

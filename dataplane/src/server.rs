@@ -43,7 +43,23 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             live
         }
         ConfigFrom::Secret { namespace, name } => {
-            anyhow::bail!("cluster mode (--config-secret {namespace}/{name}) is not wired in yet")
+            // Not ready (empty hash) until the operator's config arrives.
+            let live = LiveConfig::new(hookmesh_api::GatewayConfig::default());
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+            let target = live.clone();
+            let (ns, n) = (namespace.clone(), name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::cluster::watch_config_secret(client, ns, n, move |cfg| {
+                    target.store(cfg);
+                })
+                .await
+                {
+                    tracing::error!(error = format!("{e:#}"), "config Secret watch ended");
+                }
+            });
+            live
         }
     };
     tracing::info!(hash = %live.load().hash(), "config loaded");

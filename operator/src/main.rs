@@ -1,29 +1,225 @@
 //! hookmesh-operator: reconciles Sources, Endpoints and Subscriptions into the data-plane config.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use hookmesh_operator::leader::{LeaderElector, LeaseConfig};
+use hookmesh_operator::metrics::Metrics;
+use hookmesh_operator::publish::SecretRef;
+use hookmesh_operator::{controller, http, FIELD_MANAGER};
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
-#[command(name = "hookmesh-operator", version, about)]
+#[command(
+    name = "hookmesh-operator",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator (the default when no subcommand is given).
+    Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML (committed in crds/).
     Crdgen,
 }
 
+#[derive(Args, Clone, Debug)]
+struct RunArgs {
+    /// Config Secret to publish, as NAMESPACE/NAME.
+    #[arg(long, env = "HOOKMESH_CONFIG_SECRET", value_name = "NAMESPACE/NAME")]
+    config_secret: Option<SecretRef>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+    /// Hold a coordination Lease so only one replica writes.
+    #[arg(long)]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "hookmesh-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else the config Secret's namespace).
+    #[arg(long)]
+    lease_namespace: Option<String>,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let args = match cli.command {
         Some(Command::Crdgen) => {
             print!("{}", hookmesh_api::resources::crds_yaml()?);
-            Ok(())
+            return Ok(());
         }
-        None => {
-            anyhow::bail!("the reconcile loop is not built yet; try `hookmesh-operator crdgen`")
+        Some(Command::Run(args)) => args,
+        None => cli.run,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")?
+        .block_on(run(args))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config_secret = args
+        .config_secret
+        .context("--config-secret NAMESPACE/NAME is required")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::default());
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "hookmesh-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+    info!(%identity, secret = %config_secret, "starting hookmesh-operator");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
+    {
+        let shutdown_tx = shutdown_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutdown requested");
+            let _ = shutdown_tx.send(true);
+        });
+    }
+
+    let http_task = {
+        let mut rx = shutdown_rx.clone();
+        let metrics = metrics.clone();
+        let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            http::serve(listener, metrics, stop).await
+        })
+    };
+
+    let (leader_tx, mut leader_rx) = watch::channel(false);
+    let elector_task = if args.leader_election {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| config_secret.namespace.clone());
+        let cfg = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
+        info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), "leader election on");
+        let elector = LeaderElector::new(client.clone(), cfg);
+        Some(tokio::spawn(elector.run(leader_tx, shutdown_rx.clone())))
+    } else {
+        let _ = leader_tx.send(true);
+        // Keep the sender alive for the whole run.
+        let mut rx = shutdown_rx.clone();
+        Some(tokio::spawn(async move {
+            let _ = rx.wait_for(|s| *s).await;
+            drop(leader_tx);
+        }))
+    };
+
+    let mut shutdown = shutdown_rx.clone();
+    let mut result = Ok(());
+    'outer: loop {
+        tokio::select! {
+            r = leader_rx.wait_for(|l| *l) => {
+                if r.is_err() { break 'outer; }
+            }
+            _ = shutdown.wait_for(|s| *s) => break 'outer,
+        }
+        info!("leading: starting controllers");
+        metrics.is_leader.store(true, Ordering::Relaxed);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(identity.clone()),
+            },
+        );
+        let mut work = tokio::spawn(controller::run(
+            client.clone(),
+            config_secret.clone(),
+            metrics.clone(),
+            recorder,
+        ));
+        let stop = tokio::select! {
+            _ = leader_rx.wait_for(|l| !*l) => { warn!("lost leadership: stopping controllers"); false }
+            _ = shutdown.wait_for(|s| *s) => true,
+            r = &mut work => {
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => { error!(error = %format!("{e:#}"), "controllers stopped"); result = Err(e); }
+                    Err(e) => { error!(error = %e, "controller task failed"); result = Err(e.into()); }
+                }
+                true
+            }
+        };
+        work.abort();
+        let _ = work.await;
+        metrics.is_leader.store(false, Ordering::Relaxed);
+        metrics.synced.store(false, Ordering::Relaxed);
+        if stop {
+            break;
+        }
+    }
+    // Stop the elector (it releases the Lease) and the HTTP server, whatever ended the loop.
+    let _ = shutdown_tx.send(true);
+    if let Some(t) = elector_task {
+        let _ = t.await;
+    }
+    match http_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "HTTP server error"),
+        Err(e) => warn!(error = %e, "HTTP server task failed"),
+    }
+    info!("stopped");
+    result
 }

@@ -8,6 +8,8 @@ use super::common::{CommonStatus, SecretKeyRef};
 use crate::duration;
 
 /// A destination that receives events as signed HTTP POSTs.
+// Several printcolumns repeat `type_ = "string"`; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hookmesh.io",

@@ -6,6 +6,8 @@ use super::common::{CommonStatus, SecretKeyRef, HEADER_NAME_PATTERN, JSON_POINTE
 use crate::duration;
 
 /// An ingest point: `POST /e/{namespace}/{name}` on every data-plane pod.
+// Several printcolumns repeat `type_ = "string"`; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hookmesh.io",
@@ -170,7 +172,7 @@ pub struct FieldRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.header) && has(self.jsonPointer))").message("set at most one of header and jsonPointer"))]
-#[x_kube(validation = Rule::new("!(self.disabled == true && (has(self.header) || has(self.jsonPointer)))").message("a disabled idempotency check takes no header or jsonPointer"))]
+#[x_kube(validation = Rule::new("!(has(self.disabled) && self.disabled && (has(self.header) || has(self.jsonPointer)))").message("a disabled idempotency check takes no header or jsonPointer"))]
 pub struct Idempotency {
     /// Turn duplicate detection off, even where the scheme has a default id.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::common::{CommonStatus, HEADER_NAME_PATTERN, JSON_POINTER_PATTERN, NAME_PATTERN};
 
 /// Routing: which events of which sources go to an endpoint.
+// Several printcolumns repeat `type_ = "string"`; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hookmesh.io",

@@ -43,7 +43,19 @@ struct Job {
 }
 
 pub(super) struct Committer {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Committer {
+    /// Close the queue and wait for the thread, so that when a `Store` is dropped the sled
+    /// database (and its file lock) is released before anyone reopens it.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Committer {
@@ -52,17 +64,24 @@ impl Committer {
         let spawned = thread::Builder::new()
             .name("hookmesh-commit".into())
             .spawn(move || run(db, trees, rx));
-        if let Err(e) = spawned {
-            // Without the thread every submit answers Closed; say why once.
-            tracing::error!(error = %e, "cannot start the commit thread");
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Without the thread every submit answers Closed; say why once.
+                tracing::error!(error = %e, "cannot start the commit thread");
+                None
+            }
+        };
+        Committer {
+            tx: Some(tx),
+            thread,
         }
-        Committer { tx }
     }
 
     pub async fn submit(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Job { new, reply })
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(Job { new, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

@@ -1,0 +1,111 @@
+//! `hookmesh-bench`: drives the real release binaries over loopback and prints every figure of
+//! BENCHMARKS.md, each next to a baseline measured in the same run on the same machine.
+//!
+//! Run: `cargo run --release -p hookmesh-bench` (builds and uses target/release/hookmesh-dataplane).
+
+mod load;
+mod procs;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use load::{LoadSpec, Report};
+
+#[derive(Parser, Debug)]
+#[command(name = "hookmesh-bench", about)]
+struct Cli {
+    /// Seconds of load per scenario.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    body_bytes: usize,
+    /// Serve the bare baseline handler on this address and do nothing else (used internally).
+    #[arg(long, hide = true)]
+    baseline_server: Option<std::net::SocketAddr>,
+}
+
+const GITHUB_SECRET: &str = "bench-secret";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(addr) = cli.baseline_server {
+        return procs::serve_baseline(addr).await;
+    }
+    let spec = LoadSpec {
+        duration: Duration::from_secs(cli.seconds),
+        concurrency: cli.concurrency,
+        body: load::body(cli.body_bytes),
+        secret: GITHUB_SECRET.to_string(),
+    };
+    let dataplane = procs::release_binary("hookmesh-dataplane")?;
+    let work = tempfile::tempdir()?;
+    let manifests = work.path().join("manifests");
+    std::fs::create_dir(&manifests)?;
+    procs::write_manifests(&manifests, GITHUB_SECRET)?;
+
+    println!("hookmesh-bench: {} s per scenario, {} connections, {} B bodies, {} cores",
+        cli.seconds, cli.concurrency, cli.body_bytes, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+
+    // Baseline: a bare axum handler that returns 202 without verifying or storing anything.
+    let mut baseline = procs::Child::spawn_baseline()?;
+    let base = load::run(&spec, &baseline.url("/e/bench/github")).await?;
+    baseline.stop();
+
+    // hookmesh: verify the GitHub signature, route, group-commit to sled, fsync, then 202.
+    let mut gw = procs::Child::spawn_dataplane(&dataplane, &manifests, &work.path().join("data"))?;
+    gw.wait_ready().await?;
+    let rss_idle = gw.rss_kib();
+    let sampler = gw.rss_sampler();
+    let ingest = load::run(&spec, &gw.url("/e/bench/github")).await?;
+    let rss_peak = sampler.stop();
+    let reload = measure_reload(&gw, &manifests).await?;
+    gw.stop();
+
+    print_table(&base, &ingest, rss_idle, rss_peak, reload);
+    Ok(())
+}
+
+/// Time from writing a changed manifest to the new config hash showing in `/readyz`.
+async fn measure_reload(gw: &procs::Child, manifests: &std::path::Path) -> anyhow::Result<Duration> {
+    let before = gw.config_hash().await?;
+    let start = Instant::now();
+    std::fs::write(
+        manifests.join("extra.yaml"),
+        "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {name: extra, namespace: bench}\nspec:\n  verification: {scheme: none}\n",
+    )?;
+    loop {
+        if gw.config_hash().await? != before {
+            return Ok(start.elapsed());
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "config never reloaded");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn print_table(base: &Report, ingest: &Report, rss_idle: u64, rss_peak: u64, reload: Duration) {
+    println!();
+    println!("| scenario | requests/s | p50 | p99 | errors | vs baseline |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, r) in [("baseline: bare axum 202, no verify, no storage", base), ("hookmesh durable ingest (verify + sled fsync)", ingest)] {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}x |",
+            r.per_second(),
+            r.p(0.50).as_secs_f64() * 1e3,
+            r.p(0.99).as_secs_f64() * 1e3,
+            r.errors,
+            r.per_second() / base.per_second().max(1.0),
+        );
+    }
+    println!();
+    println!("| resource | value |");
+    println!("|---|---:|");
+    println!("| data-plane RSS idle | {:.1} MiB |", rss_idle as f64 / 1024.0);
+    println!("| data-plane RSS peak under ingest load | {:.1} MiB |", rss_peak as f64 / 1024.0);
+    println!("| config reload (file written -> new hash in /readyz) | {:.0} ms |", reload.as_secs_f64() * 1e3);
+}

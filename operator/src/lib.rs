@@ -1,0 +1,18 @@
+//! hookmesh-operator: reconciles Sources, Endpoints and Subscriptions into the data-plane config.
+//!
+//! The pure parts ([`reconcile`], [`status`] building) decide; the rest talks to the API:
+//! [`controller`] (watches, compile loop, per-kind controllers), [`publish`] (config Secret by
+//! server-side apply), [`signing`] (generated Endpoint signing Secrets), [`leader`] (Lease
+//! election), [`http`] and [`metrics`] (`/metrics`, `/healthz`, `/readyz`).
+
+pub mod controller;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod publish;
+pub mod reconcile;
+pub mod signing;
+pub mod status;
+
+/// Field manager of every write the operator makes (server-side apply, status, creates).
+pub const FIELD_MANAGER: &str = "hookmesh-operator";

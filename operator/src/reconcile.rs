@@ -1,0 +1,331 @@
+//! The pure heart of the operator: a snapshot of the cluster's hookmesh objects and Secrets in,
+//! a [`Plan`] out (the compiled config, the status every object should carry, the signing
+//! Secrets to generate). No I/O, no clock: everything here is tested without a cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hookmesh_api::compile::{
+    self, default_signing_secret_name, Compiled, Inputs, Kind, Problem, API_KEY_LABEL,
+    DEFAULT_NAMESPACE,
+};
+use hookmesh_api::{Endpoint, GatewayConfig, Source, Subscription};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+
+/// Condition reason when an object is live in the config.
+pub const REASON_READY: &str = "Ready";
+/// Condition reason written on first sight, before the first compile that includes the object.
+pub const REASON_RECONCILING: &str = "Reconciling";
+
+/// Which kind of custom resource a status belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CrKind {
+    Source,
+    Endpoint,
+    Subscription,
+}
+
+impl CrKind {
+    fn api_kind(self) -> Kind {
+        match self {
+            CrKind::Source => Kind::Source,
+            CrKind::Endpoint => Kind::Endpoint,
+            CrKind::Subscription => Kind::Subscription,
+        }
+    }
+}
+
+/// `(kind, namespace, name)` of one custom resource.
+pub type ObjKey = (CrKind, String, String);
+
+/// Ready condition value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ReadyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadyStatus::True => "True",
+            ReadyStatus::False => "False",
+            ReadyStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+/// The status one object should carry (the parts the operator owns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredStatus {
+    pub observed_generation: Option<i64>,
+    pub ready: ReadyStatus,
+    pub reason: String,
+    pub message: String,
+    /// Sources: `/e/{namespace}/{name}`.
+    pub ingest_path: Option<String>,
+    /// Endpoints: number of ready Subscriptions routing to it.
+    pub subscriptions: Option<i32>,
+}
+
+impl DesiredStatus {
+    /// `Ready=Unknown` for an object the operator has seen but not compiled yet.
+    pub fn first_sight(kind: CrKind, namespace: &str, name: &str, generation: Option<i64>) -> Self {
+        DesiredStatus {
+            observed_generation: generation,
+            ready: ReadyStatus::Unknown,
+            reason: REASON_RECONCILING.into(),
+            message: "hookmesh-operator has seen this object and is compiling it".into(),
+            ingest_path: (kind == CrKind::Source).then(|| ingest_path(namespace, name)),
+            subscriptions: None,
+        }
+    }
+}
+
+/// Where a Source receives webhooks on every data-plane pod.
+pub fn ingest_path(namespace: &str, name: &str) -> String {
+    format!("/e/{namespace}/{name}")
+}
+
+/// Everything the operator read from the API (its reflector stores), at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub sources: Vec<Source>,
+    pub endpoints: Vec<Endpoint>,
+    pub subscriptions: Vec<Subscription>,
+    /// Every Secret the operator can see (it filters them down to the referenced ones).
+    pub secrets: Vec<Secret>,
+}
+
+/// What one compile decided.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub compiled: Compiled,
+    /// Desired status by object, for every object in the snapshot.
+    pub statuses: BTreeMap<ObjKey, DesiredStatus>,
+    /// The `metadata.generation` of every object this plan was compiled from: a reconcile for a
+    /// newer generation must wait for the next plan.
+    pub generations: BTreeMap<ObjKey, Option<i64>>,
+}
+
+impl Plan {
+    pub fn config(&self) -> &GatewayConfig {
+        &self.compiled.config
+    }
+
+    /// The desired status of one object, if this plan was compiled from its current generation.
+    pub fn desired_for(&self, key: &ObjKey, generation: Option<i64>) -> Option<&DesiredStatus> {
+        match self.generations.get(key) {
+            Some(g) if *g == generation => self.statuses.get(key),
+            _ => None,
+        }
+    }
+}
+
+fn ns_of<K: ResourceExt>(obj: &K) -> String {
+    obj.namespace()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+}
+
+fn is_api_key_secret(s: &Secret) -> bool {
+    s.labels().get(API_KEY_LABEL).is_some_and(|v| v == "true")
+}
+
+/// `(namespace, name)` of every Secret some hookmesh object reads: verification and API-key
+/// refs of Sources, Endpoint signing Secrets (explicit or the generated default).
+pub fn referenced_secrets(snap: &Snapshot) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for s in &snap.sources {
+        let ns = ns_of(s);
+        if let Some(r) = &s.spec.verification.secret_ref {
+            out.insert((ns.clone(), r.name.clone()));
+        }
+        if let Some(a) = &s.spec.auth {
+            out.insert((ns.clone(), a.api_key_secret_ref.name.clone()));
+        }
+    }
+    for e in &snap.endpoints {
+        let name = match &e.spec.secret_ref {
+            Some(r) => r.name.clone(),
+            None => default_signing_secret_name(&e.name_any()),
+        };
+        out.insert((ns_of(e), name));
+    }
+    out
+}
+
+/// The Secrets the compiler needs: referenced ones and labelled API keys. Anything else in the
+/// cluster is left out so that unrelated Secret churn never causes a recompile.
+pub fn relevant_secrets(snap: &Snapshot) -> Vec<Secret> {
+    let referenced = referenced_secrets(snap);
+    snap.secrets
+        .iter()
+        .filter(|s| is_api_key_secret(s) || referenced.contains(&(ns_of(*s), s.name_any())))
+        .cloned()
+        .collect()
+}
+
+/// An Endpoint whose default signing Secret does not exist yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingSigningSecret {
+    pub namespace: String,
+    pub endpoint: String,
+    pub endpoint_uid: Option<String>,
+    pub secret_name: String,
+}
+
+/// Endpoints without `secretRef` whose `<name>-signing` Secret is absent. A Secret that exists
+/// but is wrong is never touched: the compiler reports it instead.
+pub fn missing_signing_secrets(snap: &Snapshot) -> Vec<MissingSigningSecret> {
+    let existing: BTreeSet<(String, String)> = snap
+        .secrets
+        .iter()
+        .map(|s| (ns_of(s), s.name_any()))
+        .collect();
+    let mut out: Vec<MissingSigningSecret> = snap
+        .endpoints
+        .iter()
+        .filter(|e| e.spec.secret_ref.is_none())
+        .filter_map(|e| {
+            let ns = ns_of(e);
+            let secret_name = default_signing_secret_name(&e.name_any());
+            (!existing.contains(&(ns.clone(), secret_name.clone()))).then(|| MissingSigningSecret {
+                namespace: ns,
+                endpoint: e.name_any(),
+                endpoint_uid: e.uid(),
+                secret_name,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.secret_name).cmp(&(&b.namespace, &b.secret_name)));
+    out.dedup();
+    out
+}
+
+/// What decides whether a recompile can change anything: every object's generation (status
+/// writes do not bump it) and the resourceVersion of every relevant Secret. Equal fingerprints
+/// mean equal compile inputs.
+pub fn fingerprint(snap: &Snapshot) -> BTreeMap<(u8, String, String), String> {
+    let mut out = BTreeMap::new();
+    let gen = |g: Option<i64>| g.map(|g| g.to_string()).unwrap_or_default();
+    for s in &snap.sources {
+        out.insert((0, ns_of(s), s.name_any()), gen(s.metadata.generation));
+    }
+    for e in &snap.endpoints {
+        out.insert((1, ns_of(e), e.name_any()), gen(e.metadata.generation));
+    }
+    for s in &snap.subscriptions {
+        out.insert((2, ns_of(s), s.name_any()), gen(s.metadata.generation));
+    }
+    for s in relevant_secrets(snap) {
+        out.insert(
+            (3, ns_of(&s), s.name_any()),
+            s.resource_version().unwrap_or_default(),
+        );
+    }
+    out
+}
+
+/// Compile the snapshot and decide every object's status.
+pub fn plan(snap: &Snapshot) -> Plan {
+    let inputs = Inputs {
+        sources: snap.sources.clone(),
+        endpoints: snap.endpoints.clone(),
+        subscriptions: snap.subscriptions.clone(),
+        secrets: relevant_secrets(snap),
+    };
+    let compiled = compile::compile(&inputs);
+
+    let mut sub_counts: BTreeMap<(&str, &str), i32> = BTreeMap::new();
+    for s in &compiled.config.subscriptions {
+        *sub_counts
+            .entry((s.namespace.as_str(), s.endpoint.as_str()))
+            .or_default() += 1;
+    }
+
+    let mut statuses = BTreeMap::new();
+    let mut generations = BTreeMap::new();
+    let mut add = |kind: CrKind, ns: String, name: String, gen: Option<i64>, extra: Extra| {
+        let problem = compiled.problem_for(kind.api_kind(), &ns, &name);
+        let mut d = desired(problem, gen);
+        match extra {
+            Extra::None => {}
+            Extra::IngestPath => d.ingest_path = Some(ingest_path(&ns, &name)),
+            Extra::Subscriptions => {
+                d.subscriptions = Some(
+                    sub_counts
+                        .get(&(ns.as_str(), name.as_str()))
+                        .copied()
+                        .unwrap_or(0),
+                )
+            }
+        }
+        let key = (kind, ns, name);
+        generations.insert(key.clone(), gen);
+        statuses.insert(key, d);
+    };
+    for s in &snap.sources {
+        add(
+            CrKind::Source,
+            ns_of(s),
+            s.name_any(),
+            s.metadata.generation,
+            Extra::IngestPath,
+        );
+    }
+    for e in &snap.endpoints {
+        add(
+            CrKind::Endpoint,
+            ns_of(e),
+            e.name_any(),
+            e.metadata.generation,
+            Extra::Subscriptions,
+        );
+    }
+    for s in &snap.subscriptions {
+        add(
+            CrKind::Subscription,
+            ns_of(s),
+            s.name_any(),
+            s.metadata.generation,
+            Extra::None,
+        );
+    }
+    Plan {
+        compiled,
+        statuses,
+        generations,
+    }
+}
+
+enum Extra {
+    None,
+    IngestPath,
+    Subscriptions,
+}
+
+fn desired(problem: Option<&Problem>, generation: Option<i64>) -> DesiredStatus {
+    let (ready, reason, message) = match problem {
+        None => (
+            ReadyStatus::True,
+            REASON_READY.to_string(),
+            "compiled into the gateway config".to_string(),
+        ),
+        Some(p) => (ReadyStatus::False, p.reason.to_string(), p.message.clone()),
+    };
+    DesiredStatus {
+        observed_generation: generation,
+        ready,
+        reason,
+        message,
+        ingest_path: None,
+        subscriptions: None,
+    }
+}
+
+/// Problems the compiler reported about Secrets themselves (API-key Secrets): they have no
+/// status to carry them, so the operator logs them and records Events.
+pub fn secret_problems(compiled: &Compiled) -> impl Iterator<Item = &Problem> {
+    compiled.problems.iter().filter(|p| p.kind == Kind::Secret)
+}

@@ -1,0 +1,295 @@
+//! The pure reconcile logic: snapshot in, plan (config + desired statuses + Secrets to
+//! generate) out.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use hookmesh_api::resources::{EndpointRef, SecretKeyRef};
+use hookmesh_operator::reconcile::{self, CrKind, DesiredStatus, ObjKey, ReadyStatus};
+
+fn key(kind: CrKind, name: &str) -> ObjKey {
+    (kind, "shop".to_string(), name.to_string())
+}
+
+fn status_of(snap: &reconcile::Snapshot, kind: CrKind, name: &str) -> DesiredStatus {
+    reconcile::plan(snap)
+        .statuses
+        .get(&key(kind, name))
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn valid_objects_are_ready_and_compiled() {
+    let plan = reconcile::plan(&valid());
+    let c = plan.config();
+    assert_eq!(
+        (c.sources.len(), c.endpoints.len(), c.subscriptions.len()),
+        (1, 1, 1)
+    );
+    assert!(
+        plan.compiled.problems.is_empty(),
+        "{:?}",
+        plan.compiled.problems
+    );
+    assert!(c.hash.starts_with("sha256:"));
+    for (kind, name, gen) in [
+        (CrKind::Source, "gh", 3),
+        (CrKind::Endpoint, "ci", 1),
+        (CrKind::Subscription, "gh-to-ci", 2),
+    ] {
+        let d = plan.statuses.get(&key(kind, name)).unwrap();
+        assert_eq!(d.ready, ReadyStatus::True, "{kind:?}");
+        assert_eq!(d.reason, "Ready");
+        assert_eq!(
+            d.observed_generation,
+            Some(gen),
+            "observedGeneration is the object's generation"
+        );
+    }
+}
+
+#[test]
+fn sources_carry_their_ingest_path() {
+    let d = status_of(&valid(), CrKind::Source, "gh");
+    assert_eq!(d.ingest_path.as_deref(), Some("/e/shop/gh"));
+    assert_eq!(d.subscriptions, None);
+    // Also when the Source is not ready: the path is where it will receive.
+    let mut snap = valid();
+    snap.secrets
+        .retain(|s| s.metadata.name.as_deref() != Some("gh-webhook"));
+    let d = status_of(&snap, CrKind::Source, "gh");
+    assert_eq!(d.ready, ReadyStatus::False);
+    assert_eq!(d.ingest_path.as_deref(), Some("/e/shop/gh"));
+}
+
+#[test]
+fn endpoints_count_their_ready_subscriptions() {
+    let mut snap = valid();
+    let mut second = subscription();
+    second.metadata.name = Some("all-to-ci".into());
+    second.spec.sources.clear();
+    let mut broken = subscription();
+    broken.metadata.name = Some("broken-to-ci".into());
+    broken.spec.filter.event_types = vec!["bad[glob".into()];
+    let mut elsewhere = subscription();
+    elsewhere.metadata.namespace = Some("other".into());
+    snap.subscriptions.extend([second, broken, elsewhere]);
+    let d = status_of(&snap, CrKind::Endpoint, "ci");
+    assert_eq!(
+        d.subscriptions,
+        Some(2),
+        "only ready Subscriptions of this namespace count"
+    );
+
+    let mut none = valid();
+    none.subscriptions.clear();
+    assert_eq!(
+        status_of(&none, CrKind::Endpoint, "ci").subscriptions,
+        Some(0)
+    );
+}
+
+/// Every kind of compile problem lands in that object's Ready=False with that reason.
+#[test]
+fn each_problem_kind_becomes_ready_false_with_its_reason() {
+    type Mutate = fn(&mut reconcile::Snapshot);
+    let cases: Vec<(&str, CrKind, &str, Mutate)> = vec![
+        ("SecretNotFound", CrKind::Source, "gh", |s| {
+            s.secrets
+                .retain(|x| x.metadata.name.as_deref() != Some("gh-webhook"))
+        }),
+        ("SecretKeyNotFound", CrKind::Source, "gh", |s| {
+            s.sources[0].spec.verification.secret_ref = Some(SecretKeyRef {
+                name: "gh-webhook".into(),
+                key: "nope".into(),
+            })
+        }),
+        ("InvalidSecret", CrKind::Endpoint, "ci", |s| {
+            s.secrets[1] = secret("shop", "ci-signing", &[("secret", "not-a-whsec")])
+        }),
+        ("InvalidUrl", CrKind::Endpoint, "ci", |s| {
+            s.endpoints[0].spec.url = "ftp://ci.shop.svc/hook".into()
+        }),
+        ("InvalidSpec", CrKind::Source, "gh", |s| {
+            s.sources[0].spec.verification.tolerance_seconds = Some(0)
+        }),
+        ("InvalidGlob", CrKind::Subscription, "gh-to-ci", |s| {
+            s.subscriptions[0].spec.filter.event_types = vec!["push[0]".into()]
+        }),
+        ("InvalidFilter", CrKind::Subscription, "gh-to-ci", |s| {
+            s.subscriptions[0].spec.filter.body = vec![obj("{path: /a, exact: x, prefix: y}")]
+        }),
+        ("EndpointNotFound", CrKind::Subscription, "gh-to-ci", |s| {
+            s.subscriptions[0].spec.endpoint_ref = EndpointRef {
+                name: "nope".into(),
+                namespace: None,
+            }
+        }),
+        ("EndpointNotReady", CrKind::Subscription, "gh-to-ci", |s| {
+            s.endpoints[0].spec.url = "ftp://broken".into()
+        }),
+        ("SourceNotFound", CrKind::Subscription, "gh-to-ci", |s| {
+            s.subscriptions[0].spec.sources = vec!["nope".into()]
+        }),
+        ("CrossNamespaceRef", CrKind::Subscription, "gh-to-ci", |s| {
+            s.subscriptions[0].spec.endpoint_ref.namespace = Some("elsewhere".into())
+        }),
+        ("DuplicateObject", CrKind::Source, "gh", |s| {
+            s.sources.push(source())
+        }),
+    ];
+    for (reason, kind, name, mutate) in cases {
+        let mut snap = valid();
+        mutate(&mut snap);
+        let plan = reconcile::plan(&snap);
+        let d = plan.statuses.get(&key(kind, name)).unwrap();
+        assert_eq!(d.ready, ReadyStatus::False, "{reason}");
+        assert_eq!(d.reason, reason, "{reason}: {}", d.message);
+        assert!(
+            !d.message.is_empty(),
+            "{reason}: a message names the problem"
+        );
+        for secret in ["It's a Secret", "whsec_MDEy", "not-a-whsec"] {
+            assert!(
+                !d.message.contains(secret),
+                "{reason}: secret material in {:?}",
+                d.message
+            );
+        }
+        // The rest keeps working: objects without problems stay ready.
+        let others_ready = plan
+            .statuses
+            .iter()
+            .filter(|(k, _)| {
+                plan.compiled
+                    .problem_for(api_kind(k.0), &k.1, &k.2)
+                    .is_none()
+            })
+            .all(|(_, d)| d.ready == ReadyStatus::True);
+        assert!(others_ready, "{reason}");
+    }
+}
+
+fn api_kind(k: CrKind) -> hookmesh_api::compile::Kind {
+    match k {
+        CrKind::Source => hookmesh_api::compile::Kind::Source,
+        CrKind::Endpoint => hookmesh_api::compile::Kind::Endpoint,
+        CrKind::Subscription => hookmesh_api::compile::Kind::Subscription,
+    }
+}
+
+#[test]
+fn first_sight_is_unknown() {
+    let d = DesiredStatus::first_sight(CrKind::Source, "shop", "gh", Some(3));
+    assert_eq!(d.ready, ReadyStatus::Unknown);
+    assert_eq!(d.reason, "Reconciling");
+    assert_eq!(d.observed_generation, Some(3));
+    assert_eq!(d.ingest_path.as_deref(), Some("/e/shop/gh"));
+    let d = DesiredStatus::first_sight(CrKind::Endpoint, "shop", "ci", Some(1));
+    assert_eq!((d.ready, d.ingest_path), (ReadyStatus::Unknown, None));
+}
+
+#[test]
+fn a_plan_only_answers_for_the_generation_it_compiled() {
+    let plan = reconcile::plan(&valid());
+    let k = key(CrKind::Source, "gh");
+    assert!(plan.desired_for(&k, Some(3)).is_some());
+    assert!(
+        plan.desired_for(&k, Some(4)).is_none(),
+        "newer spec: wait for the next compile"
+    );
+    assert!(plan
+        .desired_for(&key(CrKind::Source, "new"), Some(1))
+        .is_none());
+}
+
+#[test]
+fn same_inputs_in_any_order_compile_to_the_same_hash() {
+    let a = reconcile::plan(&valid());
+    let mut snap = valid();
+    snap.secrets.reverse();
+    snap.secrets
+        .push(secret("shop", "unrelated", &[("x", "y")]));
+    let b = reconcile::plan(&snap);
+    assert_eq!(a.config().hash, b.config().hash);
+    assert_eq!(a.statuses, b.statuses);
+}
+
+#[test]
+fn deleting_an_object_removes_its_routes() {
+    let mut snap = valid();
+    snap.subscriptions.clear();
+    let plan = reconcile::plan(&snap);
+    assert!(plan.config().subscriptions.is_empty());
+    assert_ne!(plan.config().hash, reconcile::plan(&valid()).config().hash);
+    assert!(!plan
+        .statuses
+        .contains_key(&key(CrKind::Subscription, "gh-to-ci")));
+}
+
+#[test]
+fn signing_secret_is_generated_only_when_absent() {
+    // Present: nothing to generate.
+    assert!(reconcile::missing_signing_secrets(&valid()).is_empty());
+    // Absent: exactly one, named <endpoint>-signing, owned by the Endpoint.
+    let mut snap = valid();
+    snap.secrets
+        .retain(|s| s.metadata.name.as_deref() != Some("ci-signing"));
+    let missing = reconcile::missing_signing_secrets(&snap);
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].secret_name, "ci-signing");
+    assert_eq!(missing[0].namespace, "shop");
+    assert_eq!(missing[0].endpoint_uid.as_deref(), Some("uid-ep"));
+    // Present but wrong: never overwritten (the compiler reports it instead).
+    let mut snap = valid();
+    snap.secrets[1] = secret("shop", "ci-signing", &[("other-key", "x")]);
+    assert!(reconcile::missing_signing_secrets(&snap).is_empty());
+    assert_eq!(
+        status_of(&snap, CrKind::Endpoint, "ci").reason,
+        "SecretKeyNotFound"
+    );
+    // An explicit secretRef is the user's: never generated.
+    let mut snap = valid();
+    snap.secrets.clear();
+    snap.endpoints[0].spec.secret_ref = Some(SecretKeyRef {
+        name: "mine".into(),
+        key: "k".into(),
+    });
+    assert!(reconcile::missing_signing_secrets(&snap).is_empty());
+}
+
+#[test]
+fn only_referenced_and_api_key_secrets_reach_the_compiler() {
+    let mut snap = valid();
+    snap.secrets
+        .push(secret("shop", "unrelated", &[("x", "y")]));
+    let mut key = secret("ops", "reader", &[("key", "0123456789abcdef0123")]);
+    key.metadata.labels = Some([("hookmesh.io/api-key".to_string(), "true".to_string())].into());
+    snap.secrets.push(key);
+    let names: Vec<String> = reconcile::relevant_secrets(&snap)
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["gh-webhook", "ci-signing", "reader"]);
+    assert_eq!(reconcile::plan(&snap).config().api_keys.len(), 1);
+}
+
+#[test]
+fn fingerprint_ignores_status_writes_and_unrelated_secrets() {
+    let base = reconcile::fingerprint(&valid());
+    // A status write changes resourceVersion, not generation.
+    let mut snap = valid();
+    snap.sources[0].metadata.resource_version = Some("999".into());
+    snap.secrets
+        .push(secret("shop", "unrelated", &[("x", "y")]));
+    assert_eq!(reconcile::fingerprint(&snap), base);
+    // A spec change or a referenced Secret change does count.
+    let mut snap = valid();
+    snap.sources[0].metadata.generation = Some(4);
+    assert_ne!(reconcile::fingerprint(&snap), base);
+    let mut snap = valid();
+    snap.secrets[0].metadata.resource_version = Some("2".into());
+    assert_ne!(reconcile::fingerprint(&snap), base);
+}

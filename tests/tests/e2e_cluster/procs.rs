@@ -1,0 +1,188 @@
+//! The binaries under test as local processes, plus small HTTP and waiting helpers.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+pub struct Bins {
+    pub operator: PathBuf,
+    pub dataplane: PathBuf,
+}
+
+/// Build both binaries into the same target dir as this test (so `CARGO_TARGET_DIR` and the
+/// profile are respected) and return their paths.
+pub fn build_binaries() -> anyhow::Result<Bins> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "hookmesh-operator",
+            "-p",
+            "hookmesh-dataplane",
+            "--bins",
+            "--manifest-path",
+        ])
+        .arg(workspace_root().join("Cargo.toml"))
+        .status()
+        .context("run cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed: {status}");
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>
+    let exe = std::env::current_exe()?;
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not under target/<profile>/deps")?;
+    let bins = Bins {
+        operator: profile.join("hookmesh-operator"),
+        dataplane: profile.join("hookmesh-dataplane"),
+    };
+    for b in [&bins.operator, &bins.dataplane] {
+        if !b.exists() {
+            bail!("{} was not built", b.display());
+        }
+    }
+    Ok(bins)
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn random_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:08x}", nanos ^ (std::process::id() << 16))
+}
+
+/// A child process with its output in a log file; killed on drop.
+pub struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(
+        name: &str,
+        bin: &Path,
+        args: &[String],
+        kubeconfig: &Path,
+        logdir: &Path,
+    ) -> anyhow::Result<Proc> {
+        let log = logdir.join(format!("{name}.log"));
+        let out = File::create(&log)?;
+        let child = Command::new(bin)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("HOOKMESH_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        Ok(Proc { child, log })
+    }
+
+    /// The last lines of the process's output, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(60);
+        format!(
+            "--- {} (last lines) ---\n{}",
+            self.log.display(),
+            lines[from..].join("\n")
+        )
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a graceful exit (SIGKILL after that).
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        if let Some(s) = self.child.try_wait()? {
+            return Ok(s);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill()?;
+        bail!(
+            "did not exit within {timeout:?} of SIGTERM\n{}",
+            self.log_tail()
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request; returns status and body text.
+pub async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::copy_from_slice(body)))?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .context("request timed out")??;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Retry `f` until it succeeds or `timeout` passes (then its last error).
+pub async fn wait_for<F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() > timeout => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
