@@ -52,7 +52,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Json(json!({"status": "waiting for config", "config_hash": null})),
         );
     }
-    (axum::http::StatusCode::OK, Json(json!({"status": "ready", "config_hash": live.hash()})))
+    (
+        axum::http::StatusCode::OK,
+        Json(json!({"status": "ready", "config_hash": live.hash()})),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -2,6 +2,7 @@
 //! as documented handlers, and the probes.
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -100,7 +101,7 @@ pub struct PublishBody {
     ))]
 pub async fn webhook(
     state: State<AppState>,
-    path: Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
