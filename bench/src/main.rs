@@ -49,8 +49,15 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir(&manifests)?;
     procs::write_manifests(&manifests, GITHUB_SECRET)?;
 
-    println!("hookmesh-bench: {} s per scenario, {} connections, {} B bodies, {} cores",
-        cli.seconds, cli.concurrency, cli.body_bytes, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "hookmesh-bench: {} s per scenario, {} connections, {} B bodies, {} cores",
+        cli.seconds,
+        cli.concurrency,
+        cli.body_bytes,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 
     // Baseline: a bare axum handler that returns 202 without verifying or storing anything.
     let mut baseline = procs::Child::spawn_baseline()?;
@@ -72,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Time from writing a changed manifest to the new config hash showing in `/readyz`.
-async fn measure_reload(gw: &procs::Child, manifests: &std::path::Path) -> anyhow::Result<Duration> {
+async fn measure_reload(
+    gw: &procs::Child,
+    manifests: &std::path::Path,
+) -> anyhow::Result<Duration> {
     let before = gw.config_hash().await?;
     let start = Instant::now();
     std::fs::write(
@@ -83,7 +93,10 @@ async fn measure_reload(gw: &procs::Child, manifests: &std::path::Path) -> anyho
         if gw.config_hash().await? != before {
             return Ok(start.elapsed());
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "config never reloaded");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "config never reloaded"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -92,7 +105,10 @@ fn print_table(base: &Report, ingest: &Report, rss_idle: u64, rss_peak: u64, rel
     println!();
     println!("| scenario | requests/s | p50 | p99 | errors | vs baseline |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (name, r) in [("baseline: bare axum 202, no verify, no storage", base), ("hookmesh durable ingest (verify + sled fsync)", ingest)] {
+    for (name, r) in [
+        ("baseline: bare axum 202, no verify, no storage", base),
+        ("hookmesh durable ingest (verify + sled fsync)", ingest),
+    ] {
         println!(
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}x |",
             r.per_second(),
@@ -105,7 +121,16 @@ fn print_table(base: &Report, ingest: &Report, rss_idle: u64, rss_peak: u64, rel
     println!();
     println!("| resource | value |");
     println!("|---|---:|");
-    println!("| data-plane RSS idle | {:.1} MiB |", rss_idle as f64 / 1024.0);
-    println!("| data-plane RSS peak under ingest load | {:.1} MiB |", rss_peak as f64 / 1024.0);
-    println!("| config reload (file written -> new hash in /readyz) | {:.0} ms |", reload.as_secs_f64() * 1e3);
+    println!(
+        "| data-plane RSS idle | {:.1} MiB |",
+        rss_idle as f64 / 1024.0
+    );
+    println!(
+        "| data-plane RSS peak under ingest load | {:.1} MiB |",
+        rss_peak as f64 / 1024.0
+    );
+    println!(
+        "| config reload (file written -> new hash in /readyz) | {:.0} ms |",
+        reload.as_secs_f64() * 1e3
+    );
 }

@@ -20,7 +20,15 @@ use hyper_util::rt::TokioExecutor;
 pub fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "hookmesh-dataplane", "--bin", name])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "hookmesh-dataplane",
+            "--bin",
+            name,
+        ])
         .current_dir(&root)
         .status()
         .context("running cargo build --release")?;
@@ -54,9 +62,17 @@ pub async fn serve_baseline(addr: SocketAddr) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route(
             "/e/{ns}/{source}",
-            post(|_body: Bytes| async { (StatusCode::ACCEPTED, r#"{"id":"evt_baseline","status":"pending"}"#) }),
+            post(|_body: Bytes| async {
+                (
+                    StatusCode::ACCEPTED,
+                    r#"{"id":"evt_baseline","status":"pending"}"#,
+                )
+            }),
         )
-        .route("/readyz", axum::routing::get(|| async { r#"{"status":"ready","config_hash":"none"}"# }));
+        .route(
+            "/readyz",
+            axum::routing::get(|| async { r#"{"status":"ready","config_hash":"none"}"# }),
+        );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await?;
     Ok(())
@@ -143,7 +159,9 @@ impl Child {
     }
 
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }

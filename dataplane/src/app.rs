@@ -5,14 +5,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::config::LiveConfig;
 use crate::error;
-use crate::ingest;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -24,12 +23,14 @@ pub struct AppState {
     /// Tells the delivery engine new deliveries are due now.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// REST API state: per-key rate limits, the circuit-state hook.
+    pub rest: crate::rest::RestState,
 }
 
 pub fn router(state: AppState) -> Router {
+    // Ingest, publish, the REST API and /openapi.json, documented by the same declarations.
     Router::new()
-        .route("/e/{namespace}/{source}", post(ingest::webhook))
-        .route("/api/v1/events", post(ingest::publish))
+        .merge(crate::rest::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -51,7 +52,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Json(json!({"status": "waiting for config", "config_hash": null})),
         );
     }
-    (axum::http::StatusCode::OK, Json(json!({"status": "ready", "config_hash": live.hash()})))
+    (
+        axum::http::StatusCode::OK,
+        Json(json!({"status": "ready", "config_hash": live.hash()})),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

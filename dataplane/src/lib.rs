@@ -9,6 +9,8 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod rest;
+pub mod retention;
 pub mod route;
 pub mod server;
 pub mod store;

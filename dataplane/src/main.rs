@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use hookmesh_dataplane::retention::RetentionOptions;
 use hookmesh_dataplane::server::{self, ConfigFrom, Options};
 
 #[derive(Parser, Debug)]
@@ -33,6 +35,18 @@ struct Cli {
     /// Log format: text or json.
     #[arg(long, env = "HOOKMESH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// REST API requests per second per API key (bursts up to twice that); 0 turns limiting off.
+    #[arg(long, env = "HOOKMESH_API_RATE_LIMIT", default_value_t = hookmesh_dataplane::rest::DEFAULT_RATE_LIMIT)]
+    api_rate_limit: u32,
+    /// How long payloads are kept (then GET .../payload answers 410 PAYLOAD_EXPIRED).
+    #[arg(long, env = "HOOKMESH_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// How long event metadata, deliveries and attempts are kept (at least --retention).
+    #[arg(long, env = "HOOKMESH_METADATA_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    metadata_retention: Duration,
+    /// How often the retention sweep runs.
+    #[arg(long, env = "HOOKMESH_RETENTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    retention_interval: Duration,
 }
 
 #[tokio::main]
@@ -67,6 +81,12 @@ async fn main() -> anyhow::Result<()> {
         config,
         data_dir: cli.data_dir,
         listen: cli.listen,
+        api_rate_limit: cli.api_rate_limit,
+        retention: RetentionOptions {
+            payloads: cli.retention,
+            metadata: cli.metadata_retention,
+            interval: cli.retention_interval.max(Duration::from_millis(100)),
+        },
     })
     .await
 }

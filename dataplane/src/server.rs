@@ -26,6 +26,9 @@ pub struct Options {
     pub config: ConfigFrom,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// REST API requests per second per API key (0: unlimited).
+    pub api_rate_limit: u32,
+    pub retention: crate::retention::RetentionOptions,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -65,7 +68,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         store: store.clone(),
         wake: Arc::new(Notify::new()),
         metrics: Arc::new(Metrics::new()),
+        rest: crate::rest::RestState::new(opts.api_rate_limit),
     };
+    crate::retention::spawn(store.clone(), opts.retention);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;

@@ -2,4 +2,5 @@
 //! sign requests the way each provider documents (written here independently of the gateway).
 
 pub mod harness;
+pub mod rest_harness;
 pub mod sign;

@@ -8,6 +8,7 @@
 mod codec;
 mod commit;
 pub mod model;
+pub mod query;
 mod queue;
 
 use std::path::Path;

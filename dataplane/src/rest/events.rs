@@ -1,0 +1,720 @@
+//! `/api/v1/events...`: list and search, one event, its payload, deliveries and timeline,
+//! replay (one or in bulk), delete.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use wildmatch::WildMatch;
+
+use super::model::*;
+use super::params::{self, cursor, JsonBody, Params, PathId};
+use super::{blocking, visible, Auth};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::config::Live;
+use crate::error::ApiError;
+use crate::route::{self, RouteInput};
+use crate::store::query::{EventFilter, SCAN_BUDGET};
+use crate::store::{now_ms, DeliveryRecord, EventId, EventRecord, EventStatus, Store};
+
+const EVENT_STATUSES: &[&str] = &[
+    "pending",
+    "delivered",
+    "partial",
+    "failed",
+    "dead_letter",
+    "unrouted",
+];
+
+/// Most events one bulk replay call touches.
+const BULK_MAX: usize = 100;
+
+/// Filters of `GET /events` (all optional, all must match).
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListEventsQuery {
+    /// Only this namespace (a namespaced API key sees only its own anyway).
+    #[param(pattern = "^[a-z0-9.-]{1,253}$")]
+    pub namespace: Option<String>,
+    /// Source name, or `namespace/name`.
+    #[param(pattern = "^([a-z0-9.-]{1,253}/)?[a-z0-9.-]{1,253}$")]
+    pub source: Option<String>,
+    /// One status or a comma-separated list: `pending`, `delivered`, `partial`, `failed`,
+    /// `dead_letter`, `unrouted`.
+    #[param(
+        example = "failed,dead_letter",
+        pattern = "^(pending|delivered|partial|failed|dead_letter|unrouted)(,(pending|delivered|partial|failed|dead_letter|unrouted))*$"
+    )]
+    pub status: Option<String>,
+    /// Event type glob (`*` any run, `?` one character), e.g. `order.*`.
+    #[param(min_length = 1, max_length = 256)]
+    pub event_type: Option<String>,
+    /// Endpoint name (or `namespace/name`) the event has a delivery to.
+    #[param(pattern = "^([a-z0-9.-]{1,253}/)?[a-z0-9.-]{1,253}$")]
+    pub endpoint: Option<String>,
+    /// Received at or after: RFC 3339 or Unix milliseconds.
+    pub from: Option<String>,
+    /// Received at or before: RFC 3339 or Unix milliseconds.
+    pub to: Option<String>,
+    /// `evt_` + an id prefix (up to 26 Crockford base32 characters), or text the raw payload
+    /// contains.
+    #[param(min_length = 1, max_length = 256)]
+    pub search: Option<String>,
+    /// `true` or `false`: events whose signature verified (or failed, in audit mode).
+    #[param(value_type = Option<bool>)]
+    pub signature_valid: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page (keep the same filters).
+    pub cursor: Option<String>,
+}
+
+/// Turn the query filters into a store filter, resolving names and the caller's scope.
+fn event_filter(caller: &Caller, q: &ListEventsQuery) -> Result<EventFilter, ApiError> {
+    let namespace = q
+        .namespace
+        .as_deref()
+        .map(|ns| params::name("namespace", ns))
+        .transpose()?;
+    let source = params::qualified_name("source", q.source.as_ref())?;
+    let endpoint = params::qualified_name("endpoint", q.endpoint.as_ref())?;
+    // A namespace named by `namespace`, `source=ns/x` or `endpoint=ns/x`: all must agree.
+    let named: BTreeSet<&str> = namespace
+        .iter()
+        .chain(source.iter().filter_map(|s| s.0.as_ref()))
+        .chain(endpoint.iter().filter_map(|e| e.0.as_ref()))
+        .map(String::as_str)
+        .collect();
+    let mut namespaces = visible(caller, named.first().copied())?;
+    if named.len() > 1 {
+        namespaces = Some(BTreeSet::new());
+    }
+    let (from, to) = params::window(q.from.as_ref(), q.to.as_ref())?;
+    let event_type = params::text("event_type", q.event_type.as_ref())?.map(|g| WildMatch::new(&g));
+    let mut filter = EventFilter {
+        namespaces,
+        source: source.map(|s| s.1),
+        statuses: params::statuses::<EventStatus>(q.status.as_ref(), EVENT_STATUSES)?,
+        endpoint: endpoint.map(|e| e.1),
+        event_type,
+        from,
+        to,
+        id_range: None,
+        payload_contains: None,
+        signature_valid: params::boolean("signature_valid", q.signature_valid.as_ref())?,
+    };
+    if let Some(search) = params::text("search", q.search.as_ref())? {
+        match search.strip_prefix(EventId::PREFIX) {
+            Some(prefix) => {
+                // A prefix no id can have matches nothing: an empty range.
+                filter.id_range = Some(
+                    params::id_prefix_range(prefix)?.unwrap_or((ulid::Ulid(1), ulid::Ulid(0))),
+                );
+            }
+            None => filter.payload_contains = Some(search.into_bytes()),
+        }
+    }
+    Ok(filter)
+}
+
+/// List and search events, newest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(ListEventsQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of events, newest first", body = EventPage),
+        (status = 400, description = "A malformed parameter (`INVALID_PARAMETER`)", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 403, description = "The key may not see the namespace asked for", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn list_events(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Params {
+        value: q,
+        fingerprint,
+    }: Params<ListEventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    let filter = event_filter(&caller, &q)?;
+    let limit = params::limit(q.limit.as_ref())?;
+    let before = cursor::decode(cursor::EVENTS, fingerprint, q.cursor.as_ref())?.map(EventId);
+    let store = state.store.clone();
+    let page =
+        blocking(move || Ok(store.list_events(&filter, before, limit, SCAN_BUDGET)?)).await?;
+    Ok(Json(EventPage {
+        data: page.items.iter().map(EventView::from).collect(),
+        pagination: Pagination {
+            limit,
+            has_more: page.next.is_some(),
+            next_cursor: page
+                .next
+                .map(|n| cursor::encode(cursor::EVENTS, fingerprint, n.0)),
+        },
+    }))
+}
+
+/// The event, if the caller may see it; 404 otherwise (other namespaces look absent).
+pub(super) fn find_event(
+    store: &Store,
+    caller: &Caller,
+    id: EventId,
+) -> Result<EventRecord, ApiError> {
+    store
+        .event(id)?
+        .filter(|e| caller.may_see(&e.namespace))
+        .ok_or_else(|| ApiError::not_found("RESOURCE_NOT_FOUND", format!("Event {id} not found")))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetEventQuery {
+    /// Comma-separated: `payload`, `deliveries`.
+    #[param(example = "payload,deliveries")]
+    pub include: Option<String>,
+}
+
+/// One event; `include=payload,deliveries` adds the payload and the deliveries.
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"), GetEventQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The event", body = EventDetail),
+        (status = 400, description = "Malformed id or include", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 404, description = "No such event (or not in the key's namespace)", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn get_event(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathId(id): PathId<EventId>,
+    Params { value: q, .. }: Params<GetEventQuery>,
+) -> Result<Json<EventDetail>, ApiError> {
+    let (mut payload, mut deliveries) = (false, false);
+    if let Some(include) = params::text("include", q.include.as_ref())? {
+        for part in include.split(',') {
+            match part.trim() {
+                "payload" => payload = true,
+                "deliveries" => deliveries = true,
+                other => {
+                    return Err(ApiError::invalid_parameter(format!(
+                        "include: {other:?} is not one of payload, deliveries"
+                    )))
+                }
+            }
+        }
+    }
+    let e = find_event(&state.store, &caller, id)?;
+    let payload = if payload {
+        state.store.payload(id)?.as_ref().map(PayloadView::from)
+    } else {
+        None
+    };
+    let deliveries = if deliveries {
+        Some(
+            state
+                .store
+                .deliveries_of(id)?
+                .iter()
+                .map(DeliveryView::from)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(Json(EventDetail {
+        event: EventView::from(&e),
+        payload,
+        deliveries,
+    }))
+}
+
+pub(super) fn payload_expired(id: EventId) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "PAYLOAD_EXPIRED",
+        format!("the payload of event {id} was removed by retention"),
+    )
+}
+
+/// The raw payload body, with the content type it arrived with.
+#[utoipa::path(get, path = "/api/v1/events/{id}/payload", tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The body exactly as received, with its original content type",
+            content((Vec<u8> = "application/octet-stream"), (serde_json::Value = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 410, description = "The payload expired (`PAYLOAD_EXPIRED`)", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn get_payload(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathId(id): PathId<EventId>,
+) -> Result<Response, ApiError> {
+    let e = find_event(&state.store, &caller, id)?;
+    let Some(p) = state.store.payload(id)? else {
+        return Err(payload_expired(id));
+    };
+    let content_type = e
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::HeaderName::from_static("x-content-type-options"),
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        p.body,
+    )
+        .into_response())
+}
+
+/// The deliveries of one event, oldest first.
+#[utoipa::path(get, path = "/api/v1/events/{id}/deliveries", tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Its deliveries", body = DeliveryList),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn event_deliveries(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathId(id): PathId<EventId>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    find_event(&state.store, &caller, id)?;
+    let data = state
+        .store
+        .deliveries_of(id)?
+        .iter()
+        .map(DeliveryView::from)
+        .collect();
+    Ok(Json(DeliveryList { data }))
+}
+
+/// What happened to an event, in order: received, verified, stored, routed, each attempt.
+#[utoipa::path(get, path = "/api/v1/events/{id}/timeline", tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The timeline, oldest first", body = Timeline),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn timeline(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathId(id): PathId<EventId>,
+) -> Result<Json<Timeline>, ApiError> {
+    let e = find_event(&state.store, &caller, id)?;
+    let entry = |at: u64, kind: &str, message: String| {
+        (
+            at,
+            TimelineEntry {
+                at: params::rfc3339(at),
+                kind: kind.to_string(),
+                message,
+                delivery_id: None,
+                endpoint: None,
+                attempt: None,
+                status_code: None,
+                duration_ms: None,
+                error: None,
+            },
+        )
+    };
+    let mut entries = vec![entry(
+        e.received_at,
+        "received",
+        match e.origin {
+            crate::store::Origin::Webhook => format!("webhook received by source {}", e.source),
+            crate::store::Origin::Publish => format!("published to source {}", e.source),
+        },
+    )];
+    match e.signature_valid {
+        Some(true) => entries.push(entry(
+            e.received_at,
+            "verified",
+            "signature verified".into(),
+        )),
+        Some(false) => entries.push(entry(
+            e.received_at,
+            "verification_failed",
+            format!(
+                "signature did not verify ({}); stored in audit mode",
+                e.signature_error.as_deref().unwrap_or("unknown reason")
+            ),
+        )),
+        None => {}
+    }
+    entries.push(entry(e.received_at, "stored", "stored durably".into()));
+    let deliveries = state.store.deliveries_of(id)?;
+    if deliveries.is_empty() {
+        entries.push(entry(
+            e.received_at,
+            "unrouted",
+            "no subscription matched".into(),
+        ));
+    }
+    for d in &deliveries {
+        let (at, mut routed) = entry(
+            d.created_at,
+            "routed",
+            match &d.subscription {
+                Some(s) => format!("routed to endpoint {} by subscription {s}", d.endpoint),
+                None => format!("replayed to endpoint {}", d.endpoint),
+            },
+        );
+        routed.delivery_id = Some(d.id.to_string());
+        routed.endpoint = Some(d.endpoint.clone());
+        entries.push((at, routed));
+        for a in state.store.attempts(d.id)? {
+            let outcome = match (a.status_code, &a.error) {
+                (Some(code), _) => format!("HTTP {code}"),
+                (None, Some(err)) => err.clone(),
+                (None, None) => "no answer".to_string(),
+            };
+            let (at, mut t) = entry(
+                a.started_at,
+                "attempt",
+                format!("attempt {} to {}: {outcome}", a.number, d.endpoint),
+            );
+            t.delivery_id = Some(d.id.to_string());
+            t.endpoint = Some(d.endpoint.clone());
+            t.attempt = Some(a.number);
+            t.status_code = a.status_code;
+            t.duration_ms = Some(a.duration_ms);
+            t.error = a.error.clone();
+            entries.push((at, t));
+        }
+    }
+    entries.sort_by_key(|(at, _)| *at);
+    Ok(Json(Timeline {
+        event_id: id.to_string(),
+        data: entries.into_iter().map(|(_, t)| t).collect(),
+    }))
+}
+
+/// Create new deliveries of `e` (to `endpoints`, or wherever the current routing sends it), due
+/// now.
+fn replay_one(
+    store: &Store,
+    live: &Live,
+    e: &EventRecord,
+    endpoints: Option<&[String]>,
+) -> Result<Vec<DeliveryRecord>, ApiError> {
+    let Some(payload) = store.payload(e.id)? else {
+        return Err(payload_expired(e.id));
+    };
+    let now = now_ms();
+    let targets: Vec<(String, Option<String>)> = match endpoints {
+        Some(names) => {
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::new();
+            for n in names {
+                let n = params::name("endpoints", n)?;
+                if live.endpoint(&e.namespace, &n).is_none() {
+                    return Err(ApiError::not_found(
+                        "ENDPOINT_NOT_FOUND",
+                        format!("Endpoint {}/{n} not found", e.namespace),
+                    ));
+                }
+                if seen.insert(n.clone()) {
+                    out.push((n, None));
+                }
+            }
+            out
+        }
+        None => {
+            let mut headers = HeaderMap::new();
+            for (name, value) in &payload.headers {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_bytes(value),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+            let json = serde_json::from_slice::<serde_json::Value>(&payload.body).ok();
+            route::route(
+                live,
+                &RouteInput {
+                    namespace: &e.namespace,
+                    source: &e.source,
+                    event_type: e.event_type.as_deref(),
+                    headers: &headers,
+                    body: json.as_ref(),
+                },
+            )
+            .into_iter()
+            .map(|r| (r.endpoint, Some(r.subscription)))
+            .collect()
+        }
+    };
+    if targets.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "NO_ROUTE",
+            format!(
+                "no endpoint to replay event {} to: no subscription of the current config matches it",
+                e.id
+            ),
+        ));
+    }
+    let records: Vec<DeliveryRecord> = targets
+        .iter()
+        .map(|(endpoint, sub)| {
+            DeliveryRecord::new(e.id, &e.namespace, endpoint, sub.as_deref(), now)
+        })
+        .collect();
+    store.add_deliveries(e.id, &records)?;
+    Ok(records)
+}
+
+fn replay_result(id: EventId, records: &[DeliveryRecord]) -> ReplayResult {
+    ReplayResult {
+        event_id: id.to_string(),
+        deliveries: records.iter().map(DeliveryView::from).collect(),
+    }
+}
+
+/// Deliver an event again: to the listed endpoints, or to every endpoint the current routing
+/// sends it to. The new deliveries are due now.
+#[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    request_body(content = Option<ReplayRequest>, description = "Optional: `{\"endpoints\": [names]}`"),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "New deliveries queued", body = ReplayResult),
+        (status = 400, description = "Malformed id or body", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 403, description = "A read-only key", body = ErrorBody),
+        (status = 404, description = "No such event, or a listed endpoint does not exist", body = ErrorBody),
+        (status = 410, description = "The payload expired: nothing to deliver", body = ErrorBody),
+        (status = 422, description = "No endpoint to replay to (`NO_ROUTE`)", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathId(id): PathId<EventId>,
+    JsonBody(body): JsonBody<ReplayRequest>,
+) -> Result<Response, ApiError> {
+    caller.require_write()?;
+    let e = find_event(&state.store, &caller, id)?;
+    let live = state.live.load();
+    let records = replay_one(&state.store, &live, &e, body.endpoints.as_deref())?;
+    state.wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(replay_result(id, &records))).into_response())
+}
+
+/// What a bulk replay works on: events a filter found, or ids still to look up.
+enum Targets {
+    Records(Vec<EventRecord>),
+    Ids(Vec<EventId>),
+}
+
+/// Replay many events: `ids` (at most 100), or a `filter` (the `GET /events` filters) taking
+/// at most `limit` events per call, newest first, with a cursor to continue.
+#[utoipa::path(post, path = "/api/v1/events/bulk/replay", tag = "events",
+    request_body(content = BulkReplayRequest, description = "`ids` or `filter`"),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "What was replayed, and what could not be", body = BulkReplayResult),
+        (status = 400, description = "Malformed body, both or neither of ids and filter, too many ids", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 403, description = "A read-only key, or a namespace the key may not see", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn bulk_replay(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody<BulkReplayRequest>,
+) -> Result<Response, ApiError> {
+    caller.require_write()?;
+    let invalid = |m: &str| ApiError::bad_request("INVALID_BODY", m);
+    let (events, has_more, next_cursor) = match (&body.ids, &body.filter) {
+        (Some(ids), None) => {
+            if ids.is_empty() || ids.len() > BULK_MAX {
+                return Err(invalid("ids: give 1 to 100 event ids"));
+            }
+            if body.limit.is_some() || body.cursor.is_some() {
+                return Err(invalid("limit and cursor go with filter, not ids"));
+            }
+            let mut parsed = Vec::with_capacity(ids.len());
+            for raw in ids {
+                let id = raw.parse::<EventId>().map_err(|_| {
+                    invalid(&format!(
+                        "ids: {:?} is not an event id",
+                        raw.chars().take(64).collect::<String>()
+                    ))
+                })?;
+                if !parsed.contains(&id) {
+                    parsed.push(id);
+                }
+            }
+            (Targets::Ids(parsed), false, None)
+        }
+        (None, Some(f)) => {
+            let q = ListEventsQuery {
+                namespace: f.namespace.clone(),
+                source: f.source.clone(),
+                status: f.status.clone(),
+                event_type: f.event_type.clone(),
+                endpoint: f.endpoint.clone(),
+                from: f.from.clone(),
+                to: f.to.clone(),
+                search: f.search.clone(),
+                signature_valid: f.signature_valid.map(|b| b.to_string()),
+                limit: None,
+                cursor: None,
+            };
+            let filter = event_filter(&caller, &q)?;
+            let limit = match body.limit {
+                None => BULK_MAX,
+                Some(n) if (1..=BULK_MAX as u32).contains(&n) => n as usize,
+                Some(_) => return Err(invalid("limit: 1 to 100")),
+            };
+            // The cursor is bound to this filter's JSON, as listing cursors are to their query.
+            let fingerprint = params::fingerprint(
+                &serde_json::to_vec(&(
+                    &q.namespace,
+                    &q.source,
+                    &q.status,
+                    &q.event_type,
+                    &q.endpoint,
+                    &q.from,
+                    &q.to,
+                    &q.search,
+                    &q.signature_valid,
+                ))
+                .unwrap_or_default(),
+            );
+            let before =
+                cursor::decode(cursor::EVENTS, fingerprint, body.cursor.as_ref())?.map(EventId);
+            let store = state.store.clone();
+            let page =
+                blocking(move || Ok(store.list_events(&filter, before, limit, SCAN_BUDGET)?))
+                    .await?;
+            let next = page
+                .next
+                .map(|n| cursor::encode(cursor::EVENTS, fingerprint, n.0));
+            (Targets::Records(page.items), next.is_some(), next)
+        }
+        _ => return Err(invalid("give either ids or filter")),
+    };
+    let live = state.live.load();
+    let endpoints = body.endpoints.clone();
+    let store = state.store.clone();
+    let (results, errors) = blocking(move || {
+        let records: Vec<Result<EventRecord, (EventId, ApiError)>> = match events {
+            Targets::Records(records) => records.into_iter().map(Ok).collect(),
+            Targets::Ids(ids) => ids
+                .into_iter()
+                .map(|id| find_event(&store, &caller, id).map_err(|e| (id, e)))
+                .collect(),
+        };
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for r in records {
+            let outcome = r.and_then(|e| {
+                replay_one(&store, &live, &e, endpoints.as_deref())
+                    .map(|d| (e.id, d))
+                    .map_err(|err| (e.id, err))
+            });
+            match outcome {
+                Ok((id, d)) => results.push(replay_result(id, &d)),
+                Err((_, err)) if err.status == StatusCode::SERVICE_UNAVAILABLE => return Err(err),
+                Err((id, err)) => errors.push(BulkReplayError {
+                    event_id: id.to_string(),
+                    code: err.code.to_string(),
+                    message: err.message,
+                }),
+            }
+        }
+        Ok((results, errors))
+    })
+    .await?;
+    if !results.is_empty() {
+        state.wake.notify_one();
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BulkReplayResult {
+            replayed: results.len(),
+            results,
+            errors,
+            has_more,
+            next_cursor,
+        }),
+    )
+        .into_response())
+}
+
+/// Delete an event with its payload, deliveries, attempts and index entries.
+#[utoipa::path(delete, path = "/api/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or an unknown API key", body = ErrorBody),
+        (status = 403, description = "A read-only key", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = RateLimitBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ))]
+pub async fn delete_event(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathId(id): PathId<EventId>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_write()?;
+    find_event(&state.store, &caller, id)?;
+    let store = state.store.clone();
+    if blocking(move || Ok(store.delete_event(id)?)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "RESOURCE_NOT_FOUND",
+            format!("Event {id} not found"),
+        ))
+    }
+}

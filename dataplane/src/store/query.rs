@@ -1,0 +1,670 @@
+//! Read-side store operations for the REST API and retention: filtered listings answered from
+//! the secondary indexes, event deletion, and the expiry sweeps.
+//!
+//! Listings run newest first by id (ids are time-ordered ULIDs) and page with an exclusive
+//! upper bound: a page ends at some id, the next page starts just below it. Events that arrive
+//! while a client pages have larger ids, so they never shift the pages it has not read yet: no
+//! duplicates, no gaps. Each listing examines a bounded number of records (`budget`); a page
+//! may come back short with `next` set when the budget ran out first, so a filter that matches
+//! rarely cannot turn one request into a scan of the whole store.
+
+use std::collections::BTreeSet;
+use std::iter::Peekable;
+
+use sled::transaction::Transactional;
+use sled::Tree;
+use ulid::Ulid;
+use wildmatch::WildMatch;
+
+use super::*;
+
+/// Records examined per listing request, at most (a payload read counts [`PAYLOAD_COST`]).
+pub const SCAN_BUDGET: usize = 20_000;
+/// What one payload read costs against [`SCAN_BUDGET`].
+pub const PAYLOAD_COST: usize = 20;
+
+/// What `GET /events` filters on. Everything is optional; all given filters must match.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Namespaces an event may be in (`None`: any).
+    pub namespaces: Option<BTreeSet<String>>,
+    pub source: Option<String>,
+    /// Any of these statuses (empty: any).
+    pub statuses: Vec<EventStatus>,
+    /// Has a delivery to this endpoint (by name, in the event's namespace).
+    pub endpoint: Option<String>,
+    pub event_type: Option<WildMatch>,
+    /// Received at or after (ms).
+    pub from: Option<Millis>,
+    /// Received at or before (ms).
+    pub to: Option<Millis>,
+    /// Ids within this inclusive range (an id-prefix search).
+    pub id_range: Option<(Ulid, Ulid)>,
+    /// The raw payload body contains these bytes.
+    pub payload_contains: Option<Vec<u8>>,
+    pub signature_valid: Option<bool>,
+}
+
+/// What `GET /deliveries` filters on.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    pub namespaces: Option<BTreeSet<String>>,
+    pub event_id: Option<EventId>,
+    pub endpoint: Option<String>,
+    pub statuses: Vec<DeliveryStatus>,
+    /// Created at or after (ms).
+    pub from: Option<Millis>,
+    /// Created at or before (ms).
+    pub to: Option<Millis>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug)]
+pub struct Page<T, Id> {
+    pub items: Vec<T>,
+    /// Where the next page starts (exclusive upper bound); `None` at the end.
+    pub next: Option<Id>,
+}
+
+type IdIter<'a> = Box<dyn Iterator<Item = Result<Ulid, StoreError>> + 'a>;
+type KvIter<'a> = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a>;
+
+/// Inclusive id bounds of a listing, from its time window, id range and cursor.
+#[derive(Clone, Copy, Debug)]
+struct Bounds {
+    lo: u128,
+    hi: u128,
+}
+
+impl Bounds {
+    fn new(
+        from: Option<Millis>,
+        to: Option<Millis>,
+        range: Option<(Ulid, Ulid)>,
+        before: Option<Ulid>,
+    ) -> Option<Bounds> {
+        let mut lo = from.map(|ms| ulid_floor(ms).0).unwrap_or(0);
+        let mut hi = to.map(|ms| ulid_ceil(ms).0).unwrap_or(u128::MAX);
+        if let Some((a, b)) = range {
+            lo = lo.max(a.0);
+            hi = hi.min(b.0);
+        }
+        if let Some(b) = before {
+            hi = hi.min(b.0.checked_sub(1)?);
+        }
+        (lo <= hi).then_some(Bounds { lo, hi })
+    }
+
+    fn contains(&self, id: Ulid) -> bool {
+        (self.lo..=self.hi).contains(&id.0)
+    }
+
+    fn lo_ms(&self) -> Millis {
+        Ulid(self.lo).timestamp_ms()
+    }
+}
+
+/// Smallest ULID of a millisecond (timestamps past the 48-bit range clamp to its end).
+fn ulid_floor(ms: Millis) -> Ulid {
+    Ulid(u128::from(ms.min((1 << 48) - 1)) << 80)
+}
+
+/// Largest ULID of a millisecond.
+fn ulid_ceil(ms: Millis) -> Ulid {
+    Ulid(ulid_floor(ms).0 | ((1u128 << 80) - 1))
+}
+
+/// Keys `prefix + id` of `tree` with the id within `b`, newest first.
+fn index_range<'a>(tree: &'a Tree, prefix: Vec<u8>, b: Bounds) -> IdIter<'a> {
+    let lo = concat(&[&prefix, &b.lo.to_be_bytes()]);
+    let hi = concat(&[&prefix, &b.hi.to_be_bytes()]);
+    let skip = prefix.len();
+    Box::new(tree.range(lo..=hi).rev().map(move |item| {
+        let (k, _) = item?;
+        k.get(skip..)
+            .and_then(EventId::from_key)
+            .map(|id| id.0)
+            .ok_or_else(|| StoreError::Codec("malformed index key".into()))
+    }))
+}
+
+/// The distinct `\0`-terminated segments that follow `prefix` in `tree`'s keys (namespaces, or
+/// names within a namespace), found by seeking past each one instead of reading every key.
+fn distinct_segments(tree: &Tree, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    let mut start = prefix.to_vec();
+    while let Some(item) = tree.range(start.clone()..).next() {
+        let (k, _) = item?;
+        let Some(rest) = k.strip_prefix(prefix) else {
+            break;
+        };
+        let Some(end) = rest.iter().position(|b| *b == 0) else {
+            break;
+        };
+        let segment = &rest[..end];
+        out.push(String::from_utf8_lossy(segment).into_owned());
+        // Every key of this segment starts with `prefix segment \0`; `\x01` sorts after them all.
+        start = concat(&[prefix, segment, &[1]]);
+    }
+    Ok(out)
+}
+
+/// Several newest-first id streams as one, without repeats.
+struct MergeDesc<'a> {
+    streams: Vec<Peekable<IdIter<'a>>>,
+}
+
+impl Iterator for MergeDesc<'_> {
+    type Item = Result<Ulid, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut best: Option<Ulid> = None;
+        for s in &mut self.streams {
+            match s.peek() {
+                Some(Ok(id)) => best = Some(best.map_or(*id, |b| b.max(*id))),
+                Some(Err(_)) => return s.next(),
+                None => {}
+            }
+        }
+        let best = best?;
+        for s in &mut self.streams {
+            if matches!(s.peek(), Some(Ok(id)) if *id == best) {
+                s.next();
+            }
+        }
+        Some(Ok(best))
+    }
+}
+
+fn merge<'a>(streams: Vec<IdIter<'a>>) -> IdIter<'a> {
+    if streams.len() == 1 {
+        if let Some(s) = streams.into_iter().next() {
+            return s;
+        }
+        return Box::new(std::iter::empty());
+    }
+    Box::new(MergeDesc {
+        streams: streams.into_iter().map(Iterator::peekable).collect(),
+    })
+}
+
+/// Events with a delivery to one endpoint, newest event first, from `idx_endpoint` (which is
+/// ordered by delivery id). A delivery is never older than its event, so once the scan reaches
+/// deliveries older than the best buffered event, that event is the next one in order.
+struct ByEndpoint<'a> {
+    deliveries: Peekable<KvIter<'a>>,
+    skip: usize,
+    bounds: Bounds,
+    buffer: BTreeSet<Ulid>,
+    last: Option<Ulid>,
+}
+
+impl Iterator for ByEndpoint<'_> {
+    type Item = Result<Ulid, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let next_delivery_ms = match self.deliveries.peek() {
+                Some(Ok((k, _))) => {
+                    let ms = k
+                        .get(self.skip..)
+                        .and_then(DeliveryId::from_key)
+                        .map(|d| d.timestamp_ms());
+                    if ms.is_none() {
+                        // Not a key this index writes: skip it.
+                        self.deliveries.next();
+                        continue;
+                    }
+                    ms
+                }
+                Some(Err(_)) => {
+                    return self
+                        .deliveries
+                        .next()
+                        .and_then(|r| r.err())
+                        .map(|e| Err(e.into()))
+                }
+                None => None,
+            };
+            // Every unscanned delivery (hence its event) is at or before `next_delivery_ms`.
+            let exhausted = next_delivery_ms.is_none_or(|ms| ms < self.bounds.lo_ms());
+            if let Some(best) = self.buffer.last().copied() {
+                if exhausted || next_delivery_ms.is_some_and(|ms| best.timestamp_ms() > ms) {
+                    self.buffer.remove(&best);
+                    self.last = Some(best);
+                    return Some(Ok(best));
+                }
+            } else if exhausted {
+                return None;
+            }
+            match self.deliveries.next() {
+                Some(Ok((_, v))) => {
+                    if let Some(evt) = EventId::from_key(&v) {
+                        let fresh = self.last.is_none_or(|l| evt.0 < l);
+                        if fresh && self.bounds.contains(evt.0) {
+                            self.buffer.insert(evt.0);
+                        }
+                    }
+                }
+                Some(Err(e)) => return Some(Err(e.into())),
+                None => {}
+            }
+        }
+    }
+}
+
+impl Store {
+    /// One page of events matching `f`, newest first, below `before` (the previous page's
+    /// `next`).
+    pub fn list_events(
+        &self,
+        f: &EventFilter,
+        before: Option<EventId>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Page<EventRecord, EventId>, StoreError> {
+        let Some(bounds) = Bounds::new(f.from, f.to, f.id_range, before.map(|b| b.0)) else {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        };
+        let t = self.trees();
+        let stream = self.event_stream(f, bounds)?;
+        let mut items: Vec<EventRecord> = Vec::new();
+        let mut spent = 0usize;
+        for id in stream {
+            let id = EventId(id?);
+            if spent >= budget {
+                // Out of budget: resume exactly here next time.
+                let next = Ulid(id.0 .0.saturating_add(1));
+                return Ok(Page {
+                    items,
+                    next: Some(EventId(next)),
+                });
+            }
+            spent += 1;
+            let Some(e) = get::<EventRecord>(&t.events, &id.to_key())? else {
+                continue;
+            };
+            if !self.event_matches(f, &e, &mut spent)? {
+                continue;
+            }
+            if items.len() == limit {
+                let next = items.last().map(|l| l.id);
+                return Ok(Page { items, next });
+            }
+            items.push(e);
+        }
+        Ok(Page { items, next: None })
+    }
+
+    /// The ids to examine, newest first, from the most selective index the filter allows.
+    fn event_stream(&self, f: &EventFilter, b: Bounds) -> Result<IdIter<'_>, StoreError> {
+        let t = self.trees();
+        let namespaces = |tree: &Tree| -> Result<Vec<String>, StoreError> {
+            match &f.namespaces {
+                Some(set) => Ok(set.iter().cloned().collect()),
+                None => distinct_segments(tree, &[]),
+            }
+        };
+        if let Some(source) = &f.source {
+            let streams = namespaces(&t.idx_source)?
+                .iter()
+                .map(|ns| index_range(&t.idx_source, name_prefix(ns, source), b))
+                .collect();
+            return Ok(merge(streams));
+        }
+        if !f.statuses.is_empty() {
+            let streams = f
+                .statuses
+                .iter()
+                .map(|s| index_range(&t.idx_status, vec![s.code()], b))
+                .collect();
+            return Ok(merge(streams));
+        }
+        if let Some(endpoint) = &f.endpoint {
+            let mut streams: Vec<IdIter<'_>> = Vec::new();
+            for ns in namespaces(&t.idx_endpoint)? {
+                let prefix = name_prefix(&ns, endpoint);
+                let skip = prefix.len();
+                let scan: KvIter<'_> = Box::new(t.idx_endpoint.scan_prefix(prefix).rev());
+                streams.push(Box::new(ByEndpoint {
+                    deliveries: scan.peekable(),
+                    skip,
+                    bounds: b,
+                    buffer: BTreeSet::new(),
+                    last: None,
+                }));
+            }
+            return Ok(merge(streams));
+        }
+        if let Some(set) = &f.namespaces {
+            // A namespace-scoped listing reads that namespace's sources, not every event.
+            let mut streams = Vec::new();
+            for ns in set {
+                let ns_prefix = concat(&[ns.as_bytes(), &[0]]);
+                for source in distinct_segments(&t.idx_source, &ns_prefix)? {
+                    streams.push(index_range(&t.idx_source, name_prefix(ns, &source), b));
+                }
+            }
+            return Ok(merge(streams));
+        }
+        Ok(index_range(&t.events, Vec::new(), b))
+    }
+
+    fn event_matches(
+        &self,
+        f: &EventFilter,
+        e: &EventRecord,
+        spent: &mut usize,
+    ) -> Result<bool, StoreError> {
+        if f.namespaces
+            .as_ref()
+            .is_some_and(|s| !s.contains(&e.namespace))
+            || f.source.as_ref().is_some_and(|s| *s != e.source)
+            || (!f.statuses.is_empty() && !f.statuses.contains(&e.status))
+            || f.signature_valid
+                .is_some_and(|v| e.signature_valid != Some(v))
+        {
+            return Ok(false);
+        }
+        if let Some(glob) = &f.event_type {
+            if !e.event_type.as_deref().is_some_and(|t| glob.matches(t)) {
+                return Ok(false);
+            }
+        }
+        if let Some(endpoint) = &f.endpoint {
+            let mut found = false;
+            for id in &e.delivery_ids {
+                if self.delivery(*id)?.is_some_and(|d| d.endpoint == *endpoint) {
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                return Ok(false);
+            }
+        }
+        if let Some(needle) = &f.payload_contains {
+            *spent += PAYLOAD_COST;
+            let Some(p) = self.payload(e.id)? else {
+                return Ok(false);
+            };
+            if !contains(&p.body, needle) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One page of the delivery log, newest first, below `before`.
+    pub fn list_deliveries(
+        &self,
+        f: &DeliveryFilter,
+        before: Option<DeliveryId>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Page<DeliveryRecord, DeliveryId>, StoreError> {
+        let Some(b) = Bounds::new(f.from, f.to, None, before.map(|b| b.0)) else {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        };
+        let t = self.trees();
+        let stream: IdIter<'_> = if let Some(evt) = f.event_id {
+            let mut ids: Vec<Ulid> = self
+                .event(evt)?
+                .map(|e| e.delivery_ids.iter().map(|d| d.0).collect())
+                .unwrap_or_default();
+            ids.retain(|id| b.contains(*id));
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            Box::new(ids.into_iter().map(Ok))
+        } else if let Some(endpoint) = &f.endpoint {
+            let namespaces = match &f.namespaces {
+                Some(set) => set.iter().cloned().collect(),
+                None => distinct_segments(&t.idx_endpoint, &[])?,
+            };
+            merge(
+                namespaces
+                    .iter()
+                    .map(|ns| index_range(&t.idx_endpoint, name_prefix(ns, endpoint), b))
+                    .collect(),
+            )
+        } else {
+            index_range(&t.deliveries, Vec::new(), b)
+        };
+        let mut items: Vec<DeliveryRecord> = Vec::new();
+        for (spent, id) in stream.enumerate() {
+            let id = DeliveryId(id?);
+            if spent >= budget {
+                return Ok(Page {
+                    items,
+                    next: Some(DeliveryId(Ulid(id.0 .0.saturating_add(1)))),
+                });
+            }
+            let Some(d) = self.delivery(id)? else {
+                continue;
+            };
+            let matches = f
+                .namespaces
+                .as_ref()
+                .is_none_or(|s| s.contains(&d.namespace))
+                && f.event_id.is_none_or(|e| e == d.event_id)
+                && f.endpoint.as_ref().is_none_or(|e| *e == d.endpoint)
+                && (f.statuses.is_empty() || f.statuses.contains(&d.status));
+            if !matches {
+                continue;
+            }
+            if items.len() == limit {
+                let next = items.last().map(|l| l.id);
+                return Ok(Page { items, next });
+            }
+            items.push(d);
+        }
+        Ok(Page { items, next: None })
+    }
+
+    /// Delete an event with its payload, deliveries, attempts, queue and index entries.
+    /// `false` when there was no such event.
+    pub fn delete_event(&self, id: EventId) -> Result<bool, StoreError> {
+        let t = self.trees();
+        let Some(before) = self.event(id)? else {
+            return Ok(false);
+        };
+        let attempt_keys = |ids: &[DeliveryId]| -> Result<Vec<sled::IVec>, StoreError> {
+            let mut keys = Vec::new();
+            for d in ids {
+                for item in t.attempts.scan_prefix(d.to_key()).keys() {
+                    keys.push(item?);
+                }
+            }
+            Ok(keys)
+        };
+        let old_attempts = attempt_keys(&before.delivery_ids)?;
+        let trees = (
+            &t.events,
+            &t.payloads,
+            &t.deliveries,
+            &t.attempts,
+            &t.due,
+            &t.idempotency,
+            &t.idx_source,
+            &t.idx_status,
+            &t.idx_endpoint,
+        );
+        let removed = trees.transaction(
+            |(
+                events,
+                payloads,
+                deliveries,
+                attempts,
+                due,
+                idem,
+                idx_source,
+                idx_status,
+                idx_endpoint,
+            )| {
+                let key = id.to_key();
+                let Some(e) = tx_get::<EventRecord>(events, &key)? else {
+                    return Ok(None);
+                };
+                for did in &e.delivery_ids {
+                    if let Some(d) = tx_get::<DeliveryRecord>(deliveries, &did.to_key())? {
+                        if let Some(at) = d.next_attempt_at {
+                            due.remove(due_key(at, *did))?;
+                        }
+                        idx_endpoint.remove(concat(&[
+                            &name_prefix(&d.namespace, &d.endpoint),
+                            &did.to_key(),
+                        ]))?;
+                    }
+                    deliveries.remove(&did.to_key())?;
+                }
+                for k in &old_attempts {
+                    attempts.remove(k)?;
+                }
+                events.remove(&key)?;
+                payloads.remove(&key)?;
+                idx_source.remove(concat(&[&name_prefix(&e.namespace, &e.source), &key]))?;
+                idx_status.remove(status_key(e.status, id))?;
+                if let Some(k) = &e.idempotency_key {
+                    let ikey = concat(&[&name_prefix(&e.namespace, &e.source), k.as_bytes()]);
+                    if idem
+                        .get(&ikey)?
+                        .is_some_and(|v| EventId::from_key(&v) == Some(id))
+                    {
+                        idem.remove(ikey)?;
+                    }
+                }
+                Ok(Some(e.delivery_ids))
+            },
+        )?;
+        let Some(delivery_ids) = removed else {
+            return Ok(false);
+        };
+        // An attempt recorded between the scan above and the transaction: its delivery is gone
+        // now, so nothing can add more.
+        for k in attempt_keys(&delivery_ids)? {
+            t.attempts.remove(k)?;
+        }
+        Ok(true)
+    }
+
+    /// Retention, step one: drop the payloads of events received before `before` (at most
+    /// `batch` of them, in one transaction) and mark those events `payload_expired`.
+    pub fn expire_payloads(&self, before: Millis, batch: usize) -> Result<usize, StoreError> {
+        let t = self.trees();
+        let end = ulid_floor(before).0.to_be_bytes();
+        let keys: Vec<sled::IVec> = t
+            .payloads
+            .range(..end)
+            .keys()
+            .take(batch)
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        (&t.events, &t.payloads).transaction(|(events, payloads)| {
+            for k in &keys {
+                payloads.remove(k)?;
+                if let Some(mut e) = tx_get::<EventRecord>(events, k)? {
+                    e.payload_expired = true;
+                    tx_put(events, k, &e)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(keys.len())
+    }
+
+    /// Retention, step two: delete events (and everything of theirs) received before `before`,
+    /// at most `batch` of them.
+    pub fn expire_events(&self, before: Millis, batch: usize) -> Result<usize, StoreError> {
+        let end = ulid_floor(before).0.to_be_bytes();
+        let ids: Vec<EventId> = self
+            .trees()
+            .events
+            .range(..end)
+            .keys()
+            .take(batch)
+            .filter_map(|k| k.map(|k| EventId::from_key(&k)).transpose())
+            .collect::<Result<_, _>>()?;
+        let mut deleted = 0;
+        for id in ids {
+            if self.delete_event(id)? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Retention, housekeeping: forget idempotency keys whose window closed before `now`.
+    /// Scans at most `batch` keys after `after` and returns where to resume (`None`: done).
+    pub fn expire_idempotency(
+        &self,
+        now: Millis,
+        after: Option<Vec<u8>>,
+        batch: usize,
+    ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+        let t = self.trees();
+        let range = match &after {
+            Some(a) => t.idempotency.range::<&[u8], _>((
+                std::ops::Bound::Excluded(a.as_slice()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => t.idempotency.iter(),
+        };
+        let mut expired = 0;
+        let mut last = None;
+        let mut scanned = 0;
+        for item in range.take(batch) {
+            let (k, v) = item?;
+            let expires = v
+                .get(16..24)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if expires <= now {
+                // Only if unchanged since read: a concurrent ingest may have claimed it again.
+                if t.idempotency
+                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)?
+                    .is_ok()
+                {
+                    expired += 1;
+                }
+            }
+            scanned += 1;
+            last = Some(k.to_vec());
+        }
+        let resume = if scanned < batch { None } else { last };
+        Ok((expired, resume))
+    }
+}
+
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_cover_whole_milliseconds() {
+        let b = Bounds::new(Some(10), Some(10), None, None).expect("non-empty");
+        assert_eq!(Ulid(b.lo).timestamp_ms(), 10);
+        assert_eq!(Ulid(b.hi).timestamp_ms(), 10);
+        assert!(Bounds::new(Some(11), Some(10), None, None).is_none());
+        assert!(Bounds::new(None, None, None, Some(Ulid(0))).is_none());
+    }
+
+    #[test]
+    fn substring() {
+        assert!(contains(b"hello world", b"o w"));
+        assert!(!contains(b"hello", b"world"));
+        assert!(contains(b"x", b""));
+    }
+}
