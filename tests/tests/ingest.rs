@@ -1,6 +1,9 @@
 //! The receive path end to end: the real binary, real HTTP, real sled on disk, and requests
 //! signed the way each provider documents it.
 
+// Test helpers fail the test loudly on anything unexpected; that is what unwrap is for here.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -786,7 +789,8 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
 async fn weird_requests_never_get_a_500() {
     let f = start().await;
     let long_name = format!("/e/shop/{}", "a".repeat(5000));
-    let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/e/shop/github".into(),
