@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod ingest;
 pub mod metrics;

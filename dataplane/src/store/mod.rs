@@ -7,6 +7,7 @@
 
 mod codec;
 mod commit;
+pub mod deliver_ops;
 pub mod model;
 mod queue;
 
