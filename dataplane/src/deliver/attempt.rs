@@ -73,7 +73,12 @@ async fn attempt(job: &Job, number: u32) -> Health {
             return Health::Unknown;
         }
         _ => {
-            give_up(job, number, started_at, "the event or its payload is no longer stored");
+            give_up(
+                job,
+                number,
+                started_at,
+                "the event or its payload is no longer stored",
+            );
             return Health::Unknown;
         }
     };
@@ -119,9 +124,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
             };
             (verdict, Some(status), body, error, retry_after)
         }
-        Err(e) => {
-            (Verdict::Retry, None, Vec::new(), Some(e.to_string()), None)
-        }
+        Err(e) => (Verdict::Retry, None, Vec::new(), Some(e.to_string()), None),
     };
     let in_round = number.saturating_sub(job.claimed.round_start);
     let finish = match verdict {

@@ -83,9 +83,7 @@ mod tests {
     #[test]
     fn ceiling_grows_then_caps() {
         let c = cfg();
-        let got: Vec<u64> = (1..=6)
-            .map(|n| ceiling(&c, n).as_millis() as u64)
-            .collect();
+        let got: Vec<u64> = (1..=6).map(|n| ceiling(&c, n).as_millis() as u64).collect();
         assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(ceiling(&c, u32::MAX), Duration::from_millis(1000));
         assert_eq!(ceiling(&c, 0), Duration::from_millis(100));
@@ -110,7 +108,10 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= 400));
         let low = delays.iter().filter(|d| **d < 200).count();
         // Uniform on [0, 400]: about half below 200.
-        assert!((350..650).contains(&low), "{low} of 1000 below the midpoint");
+        assert!(
+            (350..650).contains(&low),
+            "{low} of 1000 below the midpoint"
+        );
     }
 
     #[test]
@@ -142,7 +143,10 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 1994-11-06 08:49:37
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
         assert_eq!(
             parse_retry_after("99999999999999999999999", now),

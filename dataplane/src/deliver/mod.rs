@@ -90,13 +90,12 @@ impl Settings {
 
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, EngineError> {
         let mut s = Settings::default();
-        let bad = |name: &'static str, value: &str, expected: &'static str| {
-            EngineError::BadSetting {
+        let bad =
+            |name: &'static str, value: &str, expected: &'static str| EngineError::BadSetting {
                 name,
                 value: value.to_string(),
                 expected,
-            }
-        };
+            };
         let duration = |name: &'static str| -> Result<Option<Duration>, EngineError> {
             get(name)
                 .map(|v| {
@@ -437,7 +436,8 @@ impl Scheduler {
                         "circuit open: deliveries to this endpoint are paused");
                 }
                 if let Some(ra) = retry_after {
-                    let until = now.saturating_add(ra.min(backoff::MAX_RETRY_AFTER).as_millis() as u64);
+                    let until =
+                        now.saturating_add(ra.min(backoff::MAX_RETRY_AFTER).as_millis() as u64);
                     st.paused_until = st.paused_until.max(until);
                 }
             }

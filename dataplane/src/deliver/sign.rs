@@ -2,9 +2,9 @@
 //! headers signed with the endpoint's key, hookmesh's own headers and the endpoint's custom ones.
 
 use bytes::Bytes;
+use hookmesh_api::config::EndpointConfig;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http_body_util::Full;
-use hookmesh_api::config::EndpointConfig;
 
 use crate::store::{DeliveryRecord, EventRecord, Payload};
 use crate::verify::sign_standard_webhooks;

@@ -83,43 +83,40 @@ impl Store {
     ) -> Result<Option<Claimed>, StoreError> {
         let rounds = self.inner.db.open_tree(ROUNDS_TREE)?;
         let t = self.trees();
-        let claimed = (&t.deliveries, &t.due, &rounds).transaction(|(deliveries, due, rounds)| {
-            if due.remove(due_key(due_at, id))?.is_none() {
-                return Ok(None);
-            }
-            let Some(mut d) = tx_get::<DeliveryRecord>(deliveries, &id.to_key())? else {
-                return Ok(None);
-            };
-            if d.status.is_final() {
-                return Ok(None);
-            }
-            let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
-                rounds.insert(&id.to_key(), &d.attempts.to_be_bytes())?;
-                d.attempts
-            } else {
-                match rounds.get(id.to_key())? {
-                    Some(v) => v
-                        .as_ref()
-                        .try_into()
-                        .map(u32::from_be_bytes)
-                        .map_err(|_| {
+        let claimed =
+            (&t.deliveries, &t.due, &rounds).transaction(|(deliveries, due, rounds)| {
+                if due.remove(due_key(due_at, id))?.is_none() {
+                    return Ok(None);
+                }
+                let Some(mut d) = tx_get::<DeliveryRecord>(deliveries, &id.to_key())? else {
+                    return Ok(None);
+                };
+                if d.status.is_final() {
+                    return Ok(None);
+                }
+                let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
+                    rounds.insert(&id.to_key(), &d.attempts.to_be_bytes())?;
+                    d.attempts
+                } else {
+                    match rounds.get(id.to_key())? {
+                        Some(v) => v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
                             ConflictableTransactionError::Abort(StoreError::Codec(
                                 "bad round record".into(),
                             ))
                         })?,
-                    None => 0,
-                }
-            };
-            d.status = DeliveryStatus::InFlight;
-            d.next_attempt_at = Some(lease_until);
-            d.updated_at = now_ms();
-            tx_put(deliveries, &id.to_key(), &d)?;
-            due.insert(due_key(lease_until, id), &[])?;
-            Ok(Some(Claimed {
-                delivery: d,
-                round_start,
-            }))
-        })?;
+                        None => 0,
+                    }
+                };
+                d.status = DeliveryStatus::InFlight;
+                d.next_attempt_at = Some(lease_until);
+                d.updated_at = now_ms();
+                tx_put(deliveries, &id.to_key(), &d)?;
+                due.insert(due_key(lease_until, id), &[])?;
+                Ok(Some(Claimed {
+                    delivery: d,
+                    round_start,
+                }))
+            })?;
         Ok(claimed)
     }
 
@@ -250,7 +247,8 @@ mod tests {
             .expect("finish");
         let c = s.claim_attempt(20, id, 1000).expect("claim").expect("due");
         assert_eq!((c.delivery.attempts, c.round_start), (1, 0));
-        s.finish(id, attempt(2), Finish::DeadLetter).expect("finish");
+        s.finish(id, attempt(2), Finish::DeadLetter)
+            .expect("finish");
         assert!(s.claim_attempt(1000, id, 2000).expect("claim").is_none());
         s.requeue(id, 30).expect("requeue");
         let c = s.claim_attempt(30, id, 1000).expect("claim").expect("due");
