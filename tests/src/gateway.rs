@@ -39,9 +39,31 @@ pub fn binary() -> anyhow::Result<PathBuf> {
 fn build(package: &str) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-p", package, "--bin", package])
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-p", package, "--bin", package]);
+    // Cargo runs tests with the test crate's CARGO_MANIFEST_DIR, CARGO_PKG_* and so on. Build
+    // scripts that watch those (ring's does) would see a changed environment and rebuild half the
+    // dependency tree, in this build and again in the next ordinary one.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
         .output()
         .with_context(|| format!("running cargo build -p {package}"))?;
     if !out.status.success() {
