@@ -75,7 +75,7 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
     println!("(one process: client, gateway with sled on disk, and receiver share the machine)\n");
 
     // Warm up connections and sled.
-    let warm = load(
+    load(
         &client,
         &arrivals,
         Target::Gateway(listen),
@@ -83,7 +83,6 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
         concurrency,
     )
     .await?;
-    drop(warm);
 
     let direct = load(
         &client,
@@ -141,7 +140,7 @@ enum Target {
     Gateway(SocketAddr),
 }
 
-struct Result_ {
+struct Measured {
     per_second: f64,
     accepted_per_second: f64,
     p50: Duration,
@@ -155,7 +154,7 @@ async fn load(
     target: Target,
     n: usize,
     concurrency: usize,
-) -> anyhow::Result<Result_> {
+) -> anyhow::Result<Measured> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -206,7 +205,7 @@ async fn load(
     latencies.sort();
     let total = last.duration_since(started).max(Duration::from_micros(1));
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Ok(Result_ {
+    Ok(Measured {
         per_second: n as f64 / total.as_secs_f64(),
         accepted_per_second: n as f64 / accepted.as_secs_f64(),
         p50: pct(0.50),
