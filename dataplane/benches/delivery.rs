@@ -51,13 +51,16 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests)?;
-    std::fs::write(manifests.join("bench.yaml"), manifests_yaml(receiver))?;
+    std::fs::write(
+        manifests.join("bench.yaml"),
+        manifests_yaml(receiver, false),
+    )?;
     let listen: SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?
     };
     let opts = Options {
-        config: ConfigFrom::Manifests(manifests),
+        config: ConfigFrom::Manifests(manifests.clone()),
         data_dir: dir.path().join("data"),
         listen,
     };
@@ -131,7 +134,114 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
         "\ngateway ingest alone (202s received) at c={concurrency}: {:.0}/s",
         gateway.accepted_per_second
     );
+
+    // The engine alone, without ingest in the way: queue `events` behind a disabled endpoint,
+    // enable it, and time the drain.
+    set_disabled(&client, listen, &manifests, receiver, true).await?;
+    let mut queued = Vec::with_capacity(events);
+    for chunk in 0..events.div_ceil(1000) {
+        let n = (events - chunk * 1000).min(1000);
+        let ids = ingest_only(&client, listen, n, concurrency).await?;
+        queued.extend(ids);
+    }
+    let started = Instant::now();
+    set_disabled(&client, listen, &manifests, receiver, false).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = {
+            let got = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+            queued.iter().all(|id| got.contains_key(id))
+        };
+        if done {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "drain incomplete after 300 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let drained = started.elapsed();
+    let (first, last) = {
+        let got = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        let times: Vec<Instant> = queued
+            .iter()
+            .filter_map(|id| got.get(id).copied())
+            .collect();
+        (times.iter().min().copied(), times.iter().max().copied())
+    };
+    println!(
+        "engine alone: {events} queued deliveries drained in {:.2} s after the enable: {:.0} deliveries/s",
+        drained.as_secs_f64(),
+        events as f64 / drained.as_secs_f64()
+    );
+    if let (Some(first), Some(last)) = (first, last) {
+        let span = last.duration_since(first).max(Duration::from_micros(1));
+        println!(
+            "  (first to last delivery {:.2} s: {:.0} deliveries/s; the rest is pulling the parked deliveries forward)",
+            span.as_secs_f64(),
+            events as f64 / span.as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// Flip the endpoint's `disabled` flag and wait until the new config is live.
+async fn set_disabled(
+    client: &HttpClient,
+    listen: SocketAddr,
+    manifests: &std::path::Path,
+    receiver: SocketAddr,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let before = config_hash(client, listen).await?;
+    let tmp = manifests.join(".bench.yaml.tmp");
+    std::fs::write(&tmp, manifests_yaml(receiver, disabled))?;
+    std::fs::rename(&tmp, manifests.join("bench.yaml"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while config_hash(client, listen).await? == before {
+        anyhow::ensure!(Instant::now() < deadline, "config not reloaded");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+async fn config_hash(client: &HttpClient, listen: SocketAddr) -> anyhow::Result<String> {
+    let req =
+        http::Request::get(format!("http://{listen}/readyz")).body(Full::new(Bytes::new()))?;
+    let body = client
+        .request(req)
+        .await?
+        .into_body()
+        .collect()
+        .await?
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(v["config_hash"].as_str().unwrap_or_default().to_string())
+}
+
+/// Ingest `n` events without waiting for their delivery; their ids.
+async fn ingest_only(
+    client: &HttpClient,
+    listen: SocketAddr,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut ids = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                let body = format!(r#"{{"type":"bench.event","pad":"{}"}}"#, "x".repeat(200));
+                ids.push(send(&client, Target::Gateway(listen), body).await?);
+            }
+            anyhow::Ok(ids)
+        });
+    }
+    let mut ids = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        ids.extend(r??);
+    }
+    Ok(ids)
 }
 
 #[derive(Clone, Copy)]
@@ -300,7 +410,7 @@ async fn wait_ready(client: &HttpClient, addr: SocketAddr) -> anyhow::Result<()>
     }
 }
 
-fn manifests_yaml(receiver: SocketAddr) -> String {
+fn manifests_yaml(receiver: SocketAddr, disabled: bool) -> String {
     format!(
         r#"apiVersion: v1
 kind: Secret
@@ -321,6 +431,7 @@ spec:
   url: "http://{receiver}/sink"
   secretRef: {{name: sink-signing, key: secret}}
   timeoutSeconds: 10
+  disabled: {disabled}
 ---
 apiVersion: hookmesh.io/v1alpha1
 kind: Subscription
