@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::app::{router, AppState};
 use crate::config::{self, LiveConfig};
+use crate::deliver;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -71,6 +72,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         rest: crate::rest::RestState::new(opts.api_rate_limit),
     };
     crate::retention::spawn(store.clone(), opts.retention);
+    let engine = deliver::Engine::start(&state, deliver::Settings::from_env()?)
+        .context("starting the delivery engine")?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;
@@ -79,6 +82,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    // Ingest has stopped, so nothing new becomes due; let attempts in flight finish.
+    engine.shutdown().await;
     store.flush().context("flushing the store at shutdown")?;
     tracing::info!("stopped cleanly");
     Ok(())

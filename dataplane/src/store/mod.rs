@@ -7,6 +7,7 @@
 
 mod codec;
 mod commit;
+pub mod deliver_ops;
 pub mod model;
 pub mod query;
 mod queue;

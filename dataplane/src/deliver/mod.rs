@@ -1,0 +1,562 @@
+//! The delivery engine: takes due deliveries off the sled queue and POSTs them to their
+//! endpoints, at least once.
+//!
+//! One scheduler task owns every per-endpoint decision (circuit breaker, in-flight cap, rate
+//! limit, `Retry-After` pause), so none of that state needs a lock. It wakes when ingest says
+//! new deliveries are due ([`AppState::wake`]), when the earliest queued delivery falls due, when
+//! an attempt finishes, and once a second regardless. Each claimed delivery runs as its own task
+//! ([`attempt`]) that records its outcome in the store before it reports back.
+//!
+//! A claim moves the delivery's due entry to the end of a lease (timeout plus a grace period),
+//! so a crash mid-attempt leaves it due again when the store next opens: a delivery can be sent
+//! twice, never lost. Receivers deduplicate on `webhook-id`.
+
+mod attempt;
+pub mod backoff;
+pub mod breaker;
+pub mod client;
+pub mod limits;
+pub mod sign;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookmesh_api::config::EndpointConfig;
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinError, JoinSet};
+
+use crate::app::AppState;
+use crate::config::{Live, LiveConfig};
+use crate::metrics::Metrics;
+use crate::store::{now_ms, DeliveryId, Millis, Store};
+use attempt::Health;
+use breaker::{Admit, Breaker};
+use client::HttpClient;
+use limits::TokenBucket;
+
+/// Added to an endpoint's timeout for the claim's lease: enough to record the outcome.
+const LEASE_GRACE_MS: u64 = 10_000;
+/// How far a delivery of a missing or disabled endpoint is pushed back. Short enough to notice
+/// an endpoint coming back under another config source; a config change pulls them forward anyway.
+const PARK_MS: u64 = 60_000;
+/// Due entries read per store call, and at most per scheduling round.
+const PAGE: usize = 256;
+const SCAN_BUDGET: usize = 4096;
+/// The scheduler looks at the queue at least this often.
+const IDLE_TICK_MS: u64 = 1_000;
+
+/// Engine knobs that are not part of an Endpoint's spec.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Consecutive failures that open an endpoint's circuit (`HOOKMESH_BREAKER_THRESHOLD`).
+    pub breaker_threshold: u32,
+    /// How long an open circuit stays open before one probe (`HOOKMESH_BREAKER_COOLDOWN`).
+    pub breaker_cooldown: Duration,
+    /// Attempts in flight at once across all endpoints (`HOOKMESH_DELIVERY_CONCURRENCY`).
+    pub max_in_flight: usize,
+    /// How long shutdown waits for attempts in flight (`HOOKMESH_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            max_in_flight: 512,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{name}={value:?}: {expected}")]
+    BadSetting {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+}
+
+impl Settings {
+    /// Defaults, overridden by the `HOOKMESH_*` variables named on each field.
+    pub fn from_env() -> Result<Self, EngineError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, EngineError> {
+        let mut s = Settings::default();
+        let bad =
+            |name: &'static str, value: &str, expected: &'static str| EngineError::BadSetting {
+                name,
+                value: value.to_string(),
+                expected,
+            };
+        let duration = |name: &'static str| -> Result<Option<Duration>, EngineError> {
+            get(name)
+                .map(|v| {
+                    hookmesh_api::duration::parse(v.trim())
+                        .ok_or_else(|| bad(name, &v, "a duration such as 500ms, 30s or 5m"))
+                })
+                .transpose()
+        };
+        let count = |name: &'static str| -> Result<Option<u64>, EngineError> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad(name, &v, "a whole number of at least 1"))
+                })
+                .transpose()
+        };
+        if let Some(n) = count("HOOKMESH_BREAKER_THRESHOLD")? {
+            s.breaker_threshold = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(d) = duration("HOOKMESH_BREAKER_COOLDOWN")? {
+            s.breaker_cooldown = d;
+        }
+        if let Some(n) = count("HOOKMESH_DELIVERY_CONCURRENCY")? {
+            s.max_in_flight = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(d) = duration("HOOKMESH_SHUTDOWN_GRACE")? {
+            s.shutdown_grace = d;
+        }
+        Ok(s)
+    }
+}
+
+/// The running engine. Dropping it without [`Engine::shutdown`] stops it too, abruptly.
+pub struct Engine {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Engine {
+    pub fn start(state: &AppState, settings: Settings) -> Result<Engine, EngineError> {
+        let client = HttpClient::new()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let scheduler = Scheduler {
+            store: state.store.clone(),
+            live: state.live.clone(),
+            wake: state.wake.clone(),
+            metrics: state.metrics.clone(),
+            client,
+            settings,
+            endpoints: HashMap::new(),
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            busy: HashSet::new(),
+            parked: HashSet::new(),
+            last_hash: String::new(),
+        };
+        let task = tokio::spawn(scheduler.run(stop_rx));
+        Ok(Engine { stop, task })
+    }
+
+    /// Stop claiming, give attempts in flight the grace period, then return. Attempts still
+    /// running after it are dropped; their deliveries are due again at the next start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "delivery scheduler ended abnormally");
+        }
+    }
+}
+
+type EndpointKey = (String, String);
+
+/// What the scheduler knows about one endpoint.
+struct EndpointState {
+    in_flight: u32,
+    bucket: Option<TokenBucket>,
+    breaker: Breaker,
+    /// No new attempts before this (the endpoint sent `Retry-After`).
+    paused_until: Millis,
+    /// The URL the breaker's history is about; a new URL starts afresh.
+    url: String,
+}
+
+struct Running {
+    key: EndpointKey,
+    id: DeliveryId,
+    probe: bool,
+}
+
+struct Scheduler {
+    store: Store,
+    live: LiveConfig,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    client: HttpClient,
+    settings: Settings,
+    endpoints: HashMap<EndpointKey, EndpointState>,
+    tasks: JoinSet<Health>,
+    running: HashMap<tokio::task::Id, Running>,
+    /// Deliveries with an attempt running here, so an expired lease is never claimed twice.
+    busy: HashSet<DeliveryId>,
+    /// Endpoints whose deliveries were pushed back for being missing or disabled.
+    parked: HashSet<EndpointKey>,
+    last_hash: String,
+}
+
+/// What one round decided about one due delivery.
+enum Step {
+    Sent,
+    /// Left in the queue; look again at this time (or when an attempt finishes).
+    Skip(Option<Millis>),
+    /// Nothing more can start this round.
+    Full,
+}
+
+impl Scheduler {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(
+            breaker_threshold = self.settings.breaker_threshold,
+            breaker_cooldown_ms = self.settings.breaker_cooldown.as_millis() as u64,
+            max_in_flight = self.settings.max_in_flight,
+            "delivery engine started"
+        );
+        let mut next: Option<Millis> = Some(0);
+        loop {
+            let now = now_ms();
+            let sleep_ms = next
+                .map(|at| at.saturating_sub(now))
+                .unwrap_or(IDLE_TICK_MS)
+                .min(IDLE_TICK_MS);
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.finished(done);
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+            }
+            while let Some(done) = self.tasks.try_join_next_with_id() {
+                self.finished(done);
+            }
+            next = self.round();
+        }
+        self.drain().await;
+    }
+
+    /// One pass over the due queue. Returns when the scheduler should look again, at the latest.
+    fn round(&mut self) -> Option<Millis> {
+        let now = now_ms();
+        let live = self.live.load();
+        if live.hash() != self.last_hash {
+            self.config_changed(&live, now);
+            self.last_hash = live.hash().to_string();
+        }
+        let mut wake_at: Option<Millis> = None;
+        let mut cursor = None;
+        let mut scanned = 0;
+        'scan: while scanned < SCAN_BUDGET && self.running.len() < self.settings.max_in_flight {
+            let page = match self.store.due_after(now, cursor, PAGE) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the delivery queue");
+                    return Some(now.saturating_add(IDLE_TICK_MS));
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            for (at, id) in page {
+                cursor = Some((at, id));
+                scanned += 1;
+                match self.consider(&live, now, at, id) {
+                    Step::Sent => {}
+                    Step::Skip(t) => wake_at = earliest(wake_at, t),
+                    Step::Full => break 'scan,
+                }
+            }
+        }
+        match self.store.next_due_after(now) {
+            Ok(t) => earliest(wake_at, t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the delivery queue");
+                Some(now.saturating_add(IDLE_TICK_MS))
+            }
+        }
+    }
+
+    fn consider(&mut self, live: &Live, now: Millis, at: Millis, id: DeliveryId) -> Step {
+        if self.busy.contains(&id) {
+            return Step::Skip(None);
+        }
+        let d = match self.store.delivery(id) {
+            Ok(Some(d)) if !d.status.is_final() => d,
+            Ok(_) => {
+                // A due entry left behind by a finished or deleted delivery: claiming clears it.
+                let _ = self.store.claim_attempt(at, id, now);
+                return Step::Skip(None);
+            }
+            Err(e) => {
+                tracing::error!(delivery_id = %id, error = %e, "cannot read a queued delivery");
+                return Step::Skip(Some(now.saturating_add(IDLE_TICK_MS)));
+            }
+        };
+        let key = (d.namespace.clone(), d.endpoint.clone());
+        let ep = match live.endpoint(&d.namespace, &d.endpoint) {
+            Some(ep) if !ep.disabled => ep,
+            other => {
+                let why = if other.is_some() {
+                    "endpoint is disabled"
+                } else {
+                    "endpoint is not in the config"
+                };
+                if self.parked.insert(key.clone()) {
+                    tracing::warn!(namespace = %key.0, endpoint = %key.1,
+                        "{why}; its deliveries stay queued and are retried when it is back");
+                }
+                if let Err(e) = self.store.requeue(id, now.saturating_add(PARK_MS)) {
+                    tracing::error!(delivery_id = %id, error = %e, "cannot requeue a delivery");
+                }
+                return Step::Skip(None);
+            }
+        };
+        if self.running.len() >= self.settings.max_in_flight {
+            return Step::Full;
+        }
+        let settings = &self.settings;
+        let st = self
+            .endpoints
+            .entry(key.clone())
+            .or_insert_with(|| EndpointState {
+                in_flight: 0,
+                bucket: None,
+                breaker: Breaker::new(
+                    settings.breaker_threshold,
+                    settings.breaker_cooldown.as_millis() as u64,
+                ),
+                paused_until: 0,
+                url: ep.url.clone(),
+            });
+        if st.paused_until > now {
+            return Step::Skip(Some(st.paused_until));
+        }
+        if ep.max_in_flight.is_some_and(|max| st.in_flight >= max) {
+            return Step::Skip(None);
+        }
+        let probe = match st.breaker.admit(now) {
+            Admit::Yes => false,
+            Admit::Probe => true,
+            Admit::Wait => return Step::Skip(None),
+            Admit::RequeueAt(until) => {
+                // Pushed back without an attempt: an open circuit must not use up attempts.
+                if let Err(e) = self.store.requeue(id, until) {
+                    tracing::error!(delivery_id = %id, error = %e, "cannot requeue a delivery");
+                }
+                return Step::Skip(None);
+            }
+        };
+        if let Some(rate) = ep.per_second {
+            let bucket = st.bucket.get_or_insert_with(|| TokenBucket::new(now, rate));
+            if let Err(next) = bucket.try_take(now, rate) {
+                if probe {
+                    st.breaker.on_probe_abandoned();
+                }
+                return Step::Skip(Some(next));
+            }
+        }
+        let lease = now
+            .saturating_add(ep.timeout_ms)
+            .saturating_add(LEASE_GRACE_MS);
+        let claimed = match self.store.claim_attempt(at, id, lease) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                if probe {
+                    st.breaker.on_probe_abandoned();
+                }
+                return Step::Skip(None);
+            }
+            Err(e) => {
+                if probe {
+                    st.breaker.on_probe_abandoned();
+                }
+                tracing::error!(delivery_id = %id, error = %e, "cannot claim a delivery");
+                return Step::Skip(Some(now.saturating_add(IDLE_TICK_MS)));
+            }
+        };
+        st.in_flight += 1;
+        if probe {
+            tracing::info!(namespace = %key.0, endpoint = %key.1, delivery_id = %id,
+                "circuit half-open: sending one probe");
+        }
+        let job = attempt::Job {
+            claimed,
+            endpoint: ep.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            client: self.client.clone(),
+        };
+        let handle = self.tasks.spawn(attempt::run(job));
+        self.running.insert(handle.id(), Running { key, id, probe });
+        self.busy.insert(id);
+        Step::Sent
+    }
+
+    fn finished(&mut self, done: Result<(tokio::task::Id, Health), JoinError>) {
+        let (task, health) = match done {
+            Ok((task, health)) => (task, health),
+            Err(e) => {
+                // The delivery stays claimed; its lease makes it due again.
+                if e.is_panic() {
+                    tracing::error!("a delivery attempt panicked");
+                }
+                (e.id(), Health::Unknown)
+            }
+        };
+        let Some(r) = self.running.remove(&task) else {
+            return;
+        };
+        self.busy.remove(&r.id);
+        let Some(st) = self.endpoints.get_mut(&r.key) else {
+            return;
+        };
+        st.in_flight = st.in_flight.saturating_sub(1);
+        let now = now_ms();
+        match health {
+            Health::Up => {
+                if st.breaker.on_success() {
+                    tracing::info!(namespace = %r.key.0, endpoint = %r.key.1, "circuit closed");
+                }
+            }
+            Health::Down { retry_after } => {
+                if st.breaker.on_failure(now, r.probe) {
+                    tracing::warn!(namespace = %r.key.0, endpoint = %r.key.1,
+                        cooldown_ms = self.settings.breaker_cooldown.as_millis() as u64,
+                        "circuit open: deliveries to this endpoint are paused");
+                }
+                if let Some(ra) = retry_after {
+                    let until =
+                        now.saturating_add(ra.min(backoff::MAX_RETRY_AFTER).as_millis() as u64);
+                    st.paused_until = st.paused_until.max(until);
+                }
+            }
+            Health::Unknown => {
+                if r.probe {
+                    st.breaker.on_probe_abandoned();
+                }
+            }
+        }
+    }
+
+    /// A new config went live: endpoints that came back get their parked deliveries now, and an
+    /// endpoint whose URL changed starts with a closed circuit.
+    fn config_changed(&mut self, live: &Live, now: Millis) {
+        let mut back: Vec<EndpointKey> = self
+            .parked
+            .iter()
+            .filter(|(ns, name)| live.endpoint(ns, name).is_some_and(|ep| !ep.disabled))
+            .cloned()
+            .collect();
+        self.endpoints.retain(|(ns, name), st| {
+            let current: Option<&EndpointConfig> = live.endpoint(ns, name);
+            match current {
+                None => st.in_flight > 0,
+                Some(ep) if ep.url != st.url => {
+                    if st.breaker.is_open() {
+                        back.push((ns.clone(), name.clone()));
+                    }
+                    st.breaker = Breaker::new(
+                        self.settings.breaker_threshold,
+                        self.settings.breaker_cooldown.as_millis() as u64,
+                    );
+                    st.paused_until = 0;
+                    st.url = ep.url.clone();
+                    true
+                }
+                Some(_) => true,
+            }
+        });
+        for key in back {
+            self.parked.remove(&key);
+            match self.store.pull_forward(&key.0, &key.1, now) {
+                Ok(n) => tracing::info!(namespace = %key.0, endpoint = %key.1, deliveries = n,
+                    "endpoint is back; its queued deliveries are due now"),
+                Err(e) => tracing::error!(namespace = %key.0, endpoint = %key.1, error = %e,
+                    "cannot requeue the endpoint's deliveries; they go at their scheduled time"),
+            }
+        }
+    }
+
+    async fn drain(mut self) {
+        let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
+        if !self.tasks.is_empty() {
+            tracing::info!(
+                in_flight = self.tasks.len(),
+                "delivery engine stopping; waiting for attempts in flight"
+            );
+        }
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(done)) => self.finished(done),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        in_flight = self.tasks.len(),
+                        "attempts still running at the shutdown deadline; they are due again at the next start"
+                    );
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        tracing::info!("delivery engine stopped");
+    }
+}
+
+fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_from_env() {
+        let s = Settings::from_lookup(|_| None).expect("defaults");
+        assert_eq!(s.breaker_threshold, 5);
+        let s = Settings::from_lookup(|n| match n {
+            "HOOKMESH_BREAKER_THRESHOLD" => Some("2".into()),
+            "HOOKMESH_BREAKER_COOLDOWN" => Some("750ms".into()),
+            "HOOKMESH_DELIVERY_CONCURRENCY" => Some("64".into()),
+            "HOOKMESH_SHUTDOWN_GRACE" => Some("3s".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(s.breaker_threshold, 2);
+        assert_eq!(s.breaker_cooldown, Duration::from_millis(750));
+        assert_eq!(s.max_in_flight, 64);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+        for (name, value) in [
+            ("HOOKMESH_BREAKER_THRESHOLD", "0"),
+            ("HOOKMESH_BREAKER_THRESHOLD", "many"),
+            ("HOOKMESH_BREAKER_COOLDOWN", "30"),
+        ] {
+            let err = Settings::from_lookup(|n| (n == name).then(|| value.to_string()));
+            assert!(err.is_err(), "{name}={value} accepted");
+        }
+    }
+
+    #[test]
+    fn earliest_of_optional_times() {
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest(Some(3), None), Some(3));
+        assert_eq!(earliest(None, Some(4)), Some(4));
+        assert_eq!(earliest(Some(5), Some(4)), Some(4));
+    }
+}

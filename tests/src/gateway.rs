@@ -1,0 +1,312 @@
+//! Start the real `hookmesh-dataplane` binary in standalone mode and talk HTTP to it.
+//!
+//! The binary is built once per test process (`cargo build -p hookmesh-dataplane`, a no-op when
+//! it is fresh), so a suite never runs against a stale build. Each [`Gateway`] gets its own data
+//! directory (unless given one) and port; its log goes to `gateway.log` in the data directory and
+//! is printed when it fails to come up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tempfile::TempDir;
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Path of the freshly built data-plane binary (debug profile).
+pub fn binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build("hookmesh-dataplane").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build(package: &str) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-p", package, "--bin", package]);
+    // Cargo runs tests with the test crate's CARGO_MANIFEST_DIR, CARGO_PKG_* and so on. Build
+    // scripts that watch those (ring's does) would see a changed environment and rebuild half the
+    // dependency tree, in this build and again in the next ordinary one.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running cargo build -p {package}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(40).collect();
+        bail!(
+            "cargo build -p {package} failed:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug").join(package);
+    if !bin.exists() {
+        bail!("{} is missing after cargo build", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A free loopback port (bound and released: another process could take it in between, which
+/// on a test machine does not happen in practice).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
+    Ok(l.local_addr()?.port())
+}
+
+pub struct GatewayOptions {
+    pub manifests: PathBuf,
+    /// Reuse this data directory; a fresh temporary one otherwise.
+    pub data_dir: Option<PathBuf>,
+    /// Extra environment for the process (e.g. `HOOKMESH_BREAKER_THRESHOLD`).
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub manifests: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    _temp: Option<TempDir>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// An HTTP answer from the gateway.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Gateway {
+    pub async fn start(manifests: &Path) -> anyhow::Result<Gateway> {
+        Self::start_with(GatewayOptions {
+            manifests: manifests.to_path_buf(),
+            data_dir: None,
+            env: Vec::new(),
+        })
+        .await
+    }
+
+    pub async fn start_with(opts: GatewayOptions) -> anyhow::Result<Gateway> {
+        let (data_dir, temp) = match opts.data_dir {
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::tempdir().context("creating a data directory")?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let mut gw = Gateway {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            manifests: opts.manifests,
+            env: opts.env,
+            child: None,
+            _temp: temp,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        gw.spawn().await?;
+        Ok(gw)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = binary()?;
+        self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("opening the gateway log")?;
+        let child = Command::new(bin)
+            .arg("--manifests")
+            .arg(&self.manifests)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .env("RUST_LOG", "info,hookmesh_dataplane=debug,sled=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting hookmesh-dataplane")?;
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "hookmesh-dataplane exited at start ({status}):\n{}",
+                    self.logs()
+                );
+            }
+            if let Ok(r) = self.get("/readyz").await {
+                if r.status == 200 {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("hookmesh-dataplane not ready after 60 s:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("gateway.log")
+    }
+
+    /// Everything the process (and its predecessors on this data directory) logged.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no shutdown path runs at all.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill().context("killing hookmesh-dataplane")?;
+            c.wait().context("reaping hookmesh-dataplane")?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a clean exit (up to `timeout`).
+    pub async fn stop(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                if !status.success() {
+                    bail!("hookmesh-dataplane exited with {status}:\n{}", self.logs());
+                }
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("hookmesh-dataplane did not stop within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Start again on the same data directory and manifests (on a new port).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9()?;
+        self.spawn().await
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        let req = http::Request::get(self.url(path)).body(Full::new(Bytes::new()))?;
+        self.send(req).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = http::Request::post(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Full::new(body.into()))?).await
+    }
+
+    async fn send(&self, req: http::Request<Full<Bytes>>) -> anyhow::Result<Reply> {
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+            .await
+            .context("gateway did not answer within 30 s")??;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply { status, body })
+    }
+
+    /// Value of one Prometheus sample (exact series text), 0 when absent.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let text = self.get("/metrics").await?.body;
+        let text = String::from_utf8_lossy(&text);
+        Ok(text
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .find(|(name, _)| *name == series)
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0.0))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
