@@ -64,15 +64,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     };
     tracing::info!(hash = %live.load().hash(), "config loaded");
+    let circuits = Arc::new(deliver::CircuitBoard::default());
     let state = AppState {
         live,
         store: store.clone(),
         wake: Arc::new(Notify::new()),
         metrics: Arc::new(Metrics::new()),
-        rest: crate::rest::RestState::new(opts.api_rate_limit),
+        rest: crate::rest::RestState {
+            circuits: Some(circuits.clone()),
+            ..crate::rest::RestState::new(opts.api_rate_limit)
+        },
     };
     crate::retention::spawn(store.clone(), opts.retention);
-    let engine = deliver::Engine::start(&state, deliver::Settings::from_env()?)
+    let engine = deliver::Engine::start(&state, deliver::Settings::from_env()?, circuits)
         .context("starting the delivery engine")?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

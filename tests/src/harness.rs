@@ -3,7 +3,6 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -12,45 +11,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// The workspace's target profile dir (`target/debug`), found from the running test binary.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target/debug"))
-}
-
-/// Path of a workspace binary, built once per test process so it is never stale.
-pub fn binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "hookmesh-dataplane",
-                "-p",
-                "hookmesh-operator",
-                "--bins",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .status()
-            .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("cargo build failed: {status}"))
-        }
-    });
-    if let Err(e) = built {
-        panic!("cannot build the binaries: {e}");
-    }
-    profile_dir().join(name)
+/// The data-plane binary, built once per test process (see [`crate::gateway::binary`]).
+pub fn dataplane_binary() -> PathBuf {
+    crate::gateway::binary().unwrap_or_else(|e| panic!("cannot build hookmesh-dataplane: {e:#}"))
 }
 
 pub fn free_port() -> u16 {
@@ -99,7 +62,7 @@ impl Gateway {
             .append(true)
             .open(&self.log)
             .context("opening the gateway log")?;
-        let child = Command::new(binary("hookmesh-dataplane"))
+        let child = Command::new(dataplane_binary())
             .arg("--manifests")
             .arg(&self.manifests)
             .arg("--data-dir")

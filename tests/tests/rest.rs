@@ -1216,7 +1216,12 @@ async fn live_config_with_counters_and_no_secrets() {
         .as_str()
         .is_some_and(|n| n.eq_ignore_ascii_case("x-internal-token")));
     assert_eq!(ful["subscription_count"], 1);
-    assert_eq!(ful["circuit"], "unknown");
+    // "unknown" until the delivery engine has tried the endpoint, then its breaker's state.
+    assert!(
+        ["unknown", "closed", "open", "half_open"].contains(&ful["circuit"].as_str().unwrap_or("")),
+        "circuit: {}",
+        ful["circuit"]
+    );
     for k in ["delivered", "failed", "retried"] {
         assert!(ful["counters"][k].is_u64(), "{k}");
     }

@@ -137,8 +137,48 @@ pub struct Engine {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The breakers' states as the REST API shows them, refreshed by the scheduler after each round
+/// (the breakers themselves stay owned by the scheduler task, lock-free).
+#[derive(Default)]
+pub struct CircuitBoard {
+    states: std::sync::RwLock<HashMap<EndpointKey, &'static str>>,
+}
+
+impl CircuitBoard {
+    fn publish(&self, endpoints: &HashMap<EndpointKey, EndpointState>) {
+        let snapshot = endpoints
+            .iter()
+            .map(|(k, st)| {
+                let name = match st.breaker.state() {
+                    breaker::State::Closed { .. } => "closed",
+                    breaker::State::Open { .. } => "open",
+                    breaker::State::HalfOpen { .. } => "half_open",
+                };
+                (k.clone(), name)
+            })
+            .collect();
+        if let Ok(mut states) = self.states.write() {
+            *states = snapshot;
+        }
+    }
+}
+
+impl crate::rest::CircuitView for CircuitBoard {
+    fn circuit_state(&self, namespace: &str, endpoint: &str) -> Option<&'static str> {
+        let states = self.states.read().ok()?;
+        states
+            .get(&(namespace.to_string(), endpoint.to_string()))
+            .copied()
+    }
+}
+
 impl Engine {
-    pub fn start(state: &AppState, settings: Settings) -> Result<Engine, EngineError> {
+    /// Start the scheduler; `circuits` receives the breakers' states for the REST API.
+    pub fn start(
+        state: &AppState,
+        settings: Settings,
+        circuits: Arc<CircuitBoard>,
+    ) -> Result<Engine, EngineError> {
         let client = HttpClient::new()?;
         let (stop, stop_rx) = watch::channel(false);
         let scheduler = Scheduler {
@@ -154,6 +194,7 @@ impl Engine {
             busy: HashSet::new(),
             parked: HashSet::new(),
             last_hash: String::new(),
+            circuits,
         };
         let task = tokio::spawn(scheduler.run(stop_rx));
         Ok(Engine { stop, task })
@@ -203,6 +244,7 @@ struct Scheduler {
     /// Endpoints whose deliveries were pushed back for being missing or disabled.
     parked: HashSet<EndpointKey>,
     last_hash: String,
+    circuits: Arc<CircuitBoard>,
 }
 
 /// What one round decided about one due delivery.
@@ -242,6 +284,7 @@ impl Scheduler {
                 self.finished(done);
             }
             next = self.round();
+            self.circuits.publish(&self.endpoints);
         }
         self.drain().await;
     }
