@@ -110,3 +110,254 @@ pub fn json_text(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hookmesh_api::config::{
+        FilterConfig, GatewayConfig, Leaf, Matcher, SubscriptionConfig, Test,
+    };
+    use http::HeaderMap;
+    use serde_json::json;
+
+    use super::*;
+
+    fn sub(
+        name: &str,
+        endpoint: &str,
+        sources: &[&str],
+        filter: FilterConfig,
+    ) -> SubscriptionConfig {
+        SubscriptionConfig {
+            namespace: "shop".into(),
+            name: name.into(),
+            endpoint: endpoint.into(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            filter,
+        }
+    }
+
+    fn leaf(field: &str, test: Test) -> Leaf {
+        Leaf {
+            field: field.into(),
+            test,
+        }
+    }
+
+    fn types(globs: &[&str]) -> FilterConfig {
+        FilterConfig {
+            event_types: globs.iter().map(|g| g.to_string()).collect(),
+            ..FilterConfig::default()
+        }
+    }
+
+    fn endpoints(
+        live: &Live,
+        source: &str,
+        event_type: Option<&str>,
+        headers: &HeaderMap,
+        body: Option<&Value>,
+    ) -> Vec<String> {
+        route(
+            live,
+            &RouteInput {
+                namespace: "shop",
+                source,
+                event_type,
+                headers,
+                body,
+            },
+        )
+        .into_iter()
+        .map(|r| r.endpoint)
+        .collect()
+    }
+
+    #[test]
+    fn event_type_globs_and_sources() {
+        let live = Live::new(GatewayConfig {
+            hash: "h".into(),
+            subscriptions: vec![
+                sub("a-orders", "orders", &[], types(&["order.*"])),
+                sub("b-all", "audit", &[], types(&[])),
+                sub("c-star", "star", &["stripe"], types(&["*"])),
+                sub("d-one", "one", &[], types(&["invoice.?aid"])),
+            ],
+            ..GatewayConfig::default()
+        });
+        let h = HeaderMap::new();
+        let table: &[(&str, Option<&str>, &[&str])] = &[
+            ("github", Some("order.created"), &["orders", "audit"]),
+            ("github", Some("order"), &["audit"]),
+            ("stripe", Some("order.paid"), &["orders", "audit", "star"]),
+            ("stripe", None, &["audit"]),
+            ("github", Some("invoice.paid"), &["audit", "one"]),
+            ("github", Some("invoice.unpaid"), &["audit"]),
+        ];
+        for (source, event_type, want) in table {
+            assert_eq!(
+                endpoints(&live, source, *event_type, &h, None),
+                *want,
+                "{source} {event_type:?}"
+            );
+        }
+        // Another namespace sees none of these.
+        let other = route(
+            &live,
+            &RouteInput {
+                namespace: "other",
+                source: "github",
+                event_type: Some("order.x"),
+                headers: &h,
+                body: None,
+            },
+        );
+        assert!(other.is_empty());
+    }
+
+    #[test]
+    fn one_delivery_per_endpoint_even_when_several_subscriptions_match() {
+        let live = Live::new(GatewayConfig {
+            hash: "h".into(),
+            subscriptions: vec![
+                sub("a", "ep", &[], types(&[])),
+                sub("b", "ep", &[], types(&["*"])),
+            ],
+            ..GatewayConfig::default()
+        });
+        let routes = route(
+            &live,
+            &RouteInput {
+                namespace: "shop",
+                source: "s",
+                event_type: Some("x"),
+                headers: &HeaderMap::new(),
+                body: None,
+            },
+        );
+        assert_eq!(
+            routes,
+            vec![Route {
+                subscription: "a".into(),
+                endpoint: "ep".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn header_and_body_matchers() {
+        let f = |headers: Vec<Matcher>, body: Vec<Matcher>| FilterConfig {
+            event_types: vec![],
+            headers,
+            body,
+        };
+        let live = Live::new(GatewayConfig {
+            hash: "h".into(),
+            subscriptions: vec![
+                sub(
+                    "exact",
+                    "exact",
+                    &[],
+                    f(
+                        vec![],
+                        vec![Matcher::Leaf(leaf("/livemode", Test::Exact("true".into())))],
+                    ),
+                ),
+                sub(
+                    "prefix",
+                    "prefix",
+                    &[],
+                    f(
+                        vec![],
+                        vec![Matcher::Leaf(leaf("/cur", Test::Prefix("eu".into())))],
+                    ),
+                ),
+                sub(
+                    "suffix",
+                    "suffix",
+                    &[],
+                    f(
+                        vec![Matcher::Leaf(leaf(
+                            "x-shop",
+                            Test::Suffix(".myshopify.com".into()),
+                        ))],
+                        vec![],
+                    ),
+                ),
+                sub(
+                    "exists",
+                    "exists",
+                    &[],
+                    f(
+                        vec![Matcher::Leaf(leaf("x-tenant", Test::Exists(true)))],
+                        vec![],
+                    ),
+                ),
+                sub(
+                    "absent",
+                    "absent",
+                    &[],
+                    f(
+                        vec![],
+                        vec![Matcher::Leaf(leaf("/test", Test::Exists(false)))],
+                    ),
+                ),
+                sub(
+                    "any",
+                    "any",
+                    &[],
+                    f(
+                        vec![],
+                        vec![Matcher::Any(vec![
+                            leaf("/cur", Test::Exact("usd".into())),
+                            leaf("/n", Test::Exact("42".into())),
+                        ])],
+                    ),
+                ),
+                sub(
+                    "all",
+                    "all",
+                    &[],
+                    f(
+                        vec![],
+                        vec![Matcher::All(vec![
+                            leaf("/cur", Test::Exact("usd".into())),
+                            leaf("/n", Test::Exact("42".into())),
+                        ])],
+                    ),
+                ),
+                sub(
+                    "not",
+                    "not",
+                    &[],
+                    f(
+                        vec![],
+                        vec![Matcher::Not(leaf("/cur", Test::Exact("usd".into())))],
+                    ),
+                ),
+            ],
+            ..GatewayConfig::default()
+        });
+        let mut h = HeaderMap::new();
+        h.insert("x-shop", "acme.myshopify.com".parse().unwrap());
+        let body = json!({"livemode": true, "cur": "usd", "n": 42});
+        assert_eq!(
+            endpoints(&live, "s", None, &h, Some(&body)),
+            ["exact", "suffix", "absent", "any", "all"]
+        );
+
+        let mut h = HeaderMap::new();
+        h.insert("x-tenant", "t1".parse().unwrap());
+        h.insert("x-shop", "acme.example.com".parse().unwrap());
+        let body = json!({"livemode": false, "cur": "eur", "test": null});
+        assert_eq!(
+            endpoints(&live, "s", None, &h, Some(&body)),
+            ["prefix", "exists", "not"]
+        );
+
+        // A body that is not JSON: leaf tests fail, `exists: false` and `not` hold.
+        assert_eq!(
+            endpoints(&live, "s", None, &HeaderMap::new(), None),
+            ["absent", "not"]
+        );
+    }
+}
