@@ -17,6 +17,8 @@ pub struct LoadSpec {
 }
 
 pub struct Report {
+    /// Event ids from the 202 bodies with the instant each request was sent (measured requests only).
+    pub sent: Vec<(String, Instant)>,
     pub ok: u64,
     pub errors: u64,
     pub elapsed: Duration,
@@ -73,6 +75,7 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
         let signature = signature.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
+            let mut sent = Vec::with_capacity(1 << 16);
             let (mut ok, mut errors, mut n) = (0u64, 0u64, 0u64);
             loop {
                 let started = Instant::now();
@@ -88,13 +91,21 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
                     .body(Full::new(body.clone()));
                 let Ok(req) = req else { continue };
                 let result = client.request(req).await;
-                let good = match result {
+                let (good, id) = match result {
                     Ok(resp) => {
                         let status = resp.status();
-                        let _ = resp.into_body().collect().await;
-                        status.as_u16() == 202
+                        let body = resp
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let id = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["id"].as_str().map(str::to_string));
+                        (status.as_u16() == 202, id)
                     }
-                    Err(_) => false,
+                    Err(_) => (false, None),
                 };
                 if started < warm_until {
                     continue;
@@ -102,21 +113,26 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
                 if good {
                     ok += 1;
                     lat.push(started.elapsed());
+                    if let Some(id) = id {
+                        sent.push((id, started));
+                    }
                 } else {
                     errors += 1;
                 }
             }
-            (ok, errors, lat)
+            (ok, errors, lat, sent)
         }));
     }
     let mut report = Report {
+        sent: Vec::new(),
         ok: 0,
         errors: 0,
         elapsed: spec.duration,
         latencies: Vec::new(),
     };
     for t in tasks {
-        let (ok, errors, lat) = t.await?;
+        let (ok, errors, lat, sent) = t.await?;
+        report.sent.extend(sent);
         report.ok += ok;
         report.errors += errors;
         report.latencies.extend(lat);

@@ -5,6 +5,7 @@
 
 mod load;
 mod procs;
+mod receiver;
 
 use std::time::{Duration, Instant};
 
@@ -74,8 +75,90 @@ async fn main() -> anyhow::Result<()> {
     let reload = measure_reload(&gw, &manifests).await?;
     gw.stop();
 
+    // End to end: the same load, now routed to a loopback receiver; latency is send -> arrival.
+    let (receiver_addr, arrivals) = receiver::start().await?;
+    let direct = load::run(&spec, &format!("http://{receiver_addr}/hook")).await?;
+    arrivals.lock().map(|mut a| a.clear()).ok();
+    let routed = work.path().join("routed");
+    std::fs::create_dir(&routed)?;
+    procs::write_manifests(&routed, GITHUB_SECRET)?;
+    procs::write_route(&routed, receiver_addr)?;
+    let mut gw =
+        procs::Child::spawn_dataplane(&dataplane, &routed, &work.path().join("data-routed"))?;
+    gw.wait_ready().await?;
+    let sent = load::run(&spec, &gw.url("/e/bench/github")).await?;
+    let delivered = delivered_report(&sent, &arrivals).await;
+    gw.stop();
+
     print_table(&base, &ingest, rss_idle, rss_peak, reload);
+    print_delivery(&direct, &sent, &delivered);
     Ok(())
+}
+
+/// Wait (up to 120 s) for every accepted event to arrive, then report deliveries/s (first send to
+/// last arrival) and send -> arrival latency.
+async fn delivered_report(sent: &Report, arrivals: &receiver::Arrivals) -> Report {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // Warm-up events arrive too, so count the measured ids themselves.
+        let all_in = arrivals
+            .lock()
+            .map(|a| sent.sent.iter().all(|(id, _)| a.contains_key(id)))
+            .unwrap_or(false);
+        if all_in || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let arrived = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+    let first = sent.sent.iter().map(|(_, t)| *t).min();
+    let mut latencies = Vec::with_capacity(sent.sent.len());
+    let mut last = first;
+    for (id, at) in &sent.sent {
+        if let Some(arrival) = arrived.get(id) {
+            latencies.push(arrival.saturating_duration_since(*at));
+            last = last.max(Some(*arrival));
+        }
+    }
+    latencies.sort_unstable();
+    let ok = latencies.len() as u64;
+    Report {
+        sent: Vec::new(),
+        ok,
+        errors: sent.sent.len() as u64 - ok,
+        elapsed: match (first, last) {
+            (Some(f), Some(l)) => l.saturating_duration_since(f),
+            _ => Duration::ZERO,
+        },
+        latencies,
+    }
+}
+
+fn print_delivery(direct: &Report, sent: &Report, delivered: &Report) {
+    println!();
+    println!("| end to end | per second | p50 | p99 | not delivered | vs baseline |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let rows = [
+        ("baseline: client -> receiver directly", direct),
+        (
+            "hookmesh: accepted (202) while routing to the receiver",
+            sent,
+        ),
+        (
+            "hookmesh: ingest -> delivered to the receiver (signed)",
+            delivered,
+        ),
+    ];
+    for (name, r) in rows {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}x |",
+            r.per_second(),
+            r.p(0.50).as_secs_f64() * 1e3,
+            r.p(0.99).as_secs_f64() * 1e3,
+            r.errors,
+            r.per_second() / direct.per_second().max(1.0),
+        );
+    }
 }
 
 /// Time from writing a changed manifest to the new config hash showing in `/readyz`.

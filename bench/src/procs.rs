@@ -38,6 +38,34 @@ pub fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir.join(name))
 }
 
+/// Route the bench source to a loopback receiver (for the end-to-end delivery scenario).
+pub fn write_route(dir: &Path, receiver: SocketAddr) -> anyhow::Result<()> {
+    std::fs::write(
+        dir.join("route.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata: {{name: receiver-signing, namespace: bench}}
+stringData: {{secret: "whsec_YmVuY2gtcmVjZWl2ZXItc2lnbmluZy1rZXktMzJieXRlcw=="}}
+---
+apiVersion: hookmesh.io/v1alpha1
+kind: Endpoint
+metadata: {{name: receiver, namespace: bench}}
+spec:
+  url: http://{receiver}/hook
+  secretRef: {{name: receiver-signing, key: secret}}
+---
+apiVersion: hookmesh.io/v1alpha1
+kind: Subscription
+metadata: {{name: all-to-receiver, namespace: bench}}
+spec:
+  endpointRef: {{name: receiver}}
+"#
+        ),
+    )?;
+    Ok(())
+}
+
 pub fn write_manifests(dir: &Path, github_secret: &str) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("bench.yaml"),
