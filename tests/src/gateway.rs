@@ -135,7 +135,11 @@ impl Gateway {
 
     pub async fn start_with(opts: GatewayOptions) -> anyhow::Result<Gateway> {
         let (data_dir, temp) = match opts.data_dir {
-            Some(d) => (d, None),
+            Some(d) => {
+                // The log lives beside sled, so the directory must exist before the process does.
+                std::fs::create_dir_all(&d).context("creating the data directory")?;
+                (d, None)
+            }
             None => {
                 let t = tempfile::tempdir().context("creating a data directory")?;
                 (t.path().to_path_buf(), Some(t))

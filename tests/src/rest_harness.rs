@@ -2,9 +2,8 @@
 //! directory, and talk HTTP to it. Used by the REST API tests.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -150,81 +149,9 @@ metadata:
 stringData: {key: test-team-b-key-0123456789, role: write, namespace: team-b}
 "#;
 
-/// The data-plane binary, built once per test process (a no-op when it is up to date).
+/// The data-plane binary, built once per test process (see [`crate::gateway::binary`]).
 pub fn dataplane_bin() -> anyhow::Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-fn build() -> anyhow::Result<PathBuf> {
-    if let Ok(p) = std::env::var("HOOKMESH_DATAPLANE_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    // target/debug/deps/<test> -> target/debug/hookmesh-dataplane
-    let exe = std::env::current_exe().context("locating the test binary")?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the test binary has no target directory")?;
-    let bin = dir.join("hookmesh-dataplane");
-    // `cargo test --workspace` builds the binary itself; build only when it is missing or older
-    // than the sources it is made of.
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the tests crate has no workspace")?;
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let newest = ["dataplane", "api", "Cargo.lock"]
-        .iter()
-        .filter_map(|p| newest_mtime(&workspace.join(p)))
-        .max();
-    if built.is_some() && built >= newest {
-        return Ok(bin);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "hookmesh-dataplane",
-        "--bin",
-        "hookmesh-dataplane",
-    ])
-    .current_dir(workspace);
-    // The test process's CARGO_* variables must not leak into the build (they would change
-    // build-script fingerprints and rebuild half the dependency tree).
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR"
-        {
-            cmd.env_remove(k);
-        }
-    }
-    let status = cmd
-        .status()
-        .context("running cargo build for hookmesh-dataplane")?;
-    if !status.success() {
-        bail!("cargo build -p hookmesh-dataplane failed");
-    }
-    if !bin.exists() {
-        bail!("{} does not exist after the build", bin.display());
-    }
-    Ok(bin)
-}
-
-/// The newest modification time of a file or of any file under a directory.
-fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_dir() {
-        return meta.modified().ok();
-    }
-    std::fs::read_dir(path)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name() != "target")
-        .filter_map(|e| newest_mtime(&e.path()))
-        .max()
+    crate::gateway::binary()
 }
 
 /// An HTTP answer.

@@ -8,7 +8,10 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use hookmesh_dataplane::store::{EventId, Store};
-use hookmesh_tests::harness::{get, now_unix, post, request, write, Gateway};
+use std::time::{Duration, Instant};
+
+use hookmesh_tests::gateway::{Gateway, GatewayOptions};
+use hookmesh_tests::harness::{get, now_unix, post, request, write};
 use hookmesh_tests::sign;
 
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
@@ -117,7 +120,7 @@ async fn start() -> Fixture {
     let m = dir.path().join("manifests");
     std::fs::create_dir(&m).unwrap();
     manifests(&m);
-    let gw = Gateway::start(&m, &dir.path().join("data")).await.unwrap();
+    let gw = start_on(&m, &dir.path().join("data")).await;
     Fixture { gw, _dir: dir }
 }
 
@@ -144,8 +147,27 @@ fn assert_refused(r: &hookmesh_tests::harness::Resp, status: u16, code: &str) {
 }
 
 /// Stop the gateway and read what it stored, straight from sled.
-fn open_store(f: &mut Fixture) -> Store {
-    f.gw.stop().unwrap();
+async fn start_on(manifests: &Path, data: &Path) -> Gateway {
+    Gateway::start_with(GatewayOptions {
+        manifests: manifests.to_path_buf(),
+        data_dir: Some(data.to_path_buf()),
+        env: Vec::new(),
+    })
+    .await
+    .unwrap()
+}
+
+/// Poll until `done` holds, failing the test with `what` after 10 s.
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn open_store(f: &mut Fixture) -> Store {
+    f.gw.stop(Duration::from_secs(20)).await.unwrap();
     Store::open(&f.gw.data_dir.join("sled")).unwrap()
 }
 
@@ -169,7 +191,7 @@ async fn github_documented_example_is_accepted_and_stored_byte_exact() {
     .unwrap();
     let id = assert_accepted(&r);
     assert_eq!(r.json()["status"], "pending", "push is routed to the sink");
-    let store = open_store(&mut f);
+    let store = open_store(&mut f).await;
     let event = store.event(id).unwrap().unwrap();
     assert_eq!(event.event_type.as_deref(), Some("push"));
     assert_eq!(event.signature_valid, Some(true));
@@ -209,7 +231,7 @@ async fn binary_bodies_are_kept_byte_exact() {
         "unrouted",
         "ping matches no subscription"
     );
-    let store = open_store(&mut f);
+    let store = open_store(&mut f).await;
     assert_eq!(store.payload(id).unwrap().unwrap().body, body);
 }
 
@@ -441,7 +463,7 @@ async fn audit_mode_stores_bad_signatures_flagged() {
     .await
     .unwrap();
     let id = assert_accepted(&r);
-    let store = open_store(&mut f);
+    let store = open_store(&mut f).await;
     let e = store.event(id).unwrap().unwrap();
     assert_eq!(e.signature_valid, Some(false));
     assert_eq!(e.signature_error.as_deref(), Some("SIGNATURE_INVALID"));
@@ -517,7 +539,7 @@ async fn non_json_bodies_are_accepted_and_json_pointers_just_find_nothing() {
     .await
     .unwrap();
     let broken_id = assert_accepted(&broken);
-    let store = open_store(&mut f);
+    let store = open_store(&mut f).await;
     for id in [id, broken_id] {
         let e = store.event(id).unwrap().unwrap();
         assert_eq!(e.event_type, None);
@@ -562,7 +584,7 @@ async fn duplicates_return_the_original_id() {
         .map(|r| r.json()["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 1, "every answer names the one stored event");
-    let store = open_store(&mut f);
+    let store = open_store(&mut f).await;
     assert_eq!(store.event_count(), 3);
 }
 
@@ -650,7 +672,7 @@ async fn publish_path_stores_through_the_same_pipeline() {
         404,
         "SOURCE_NOT_FOUND",
     );
-    let store = open_store(&mut f);
+    let store = open_store(&mut f).await;
     let e = store.event(id).unwrap().unwrap();
     assert_eq!(e.event_type.as_deref(), Some("order.created"));
     assert_eq!(store.payload(id).unwrap().unwrap().body, br#"{"order":42}"#);
@@ -663,7 +685,7 @@ async fn kill_9_loses_no_accepted_event() {
     std::fs::create_dir(&m).unwrap();
     manifests(&m);
     let data = dir.path().join("data");
-    let mut gw = Gateway::start(&m, &data).await.unwrap();
+    let mut gw = start_on(&m, &data).await;
     let url = gw.url("/e/shop/open");
     let sends = (0..200).map(|i| {
         let url = url.clone();
@@ -684,7 +706,7 @@ async fn kill_9_loses_no_accepted_event() {
         .map(|r| r.json()["id"].as_str().unwrap().parse().unwrap())
         .collect();
     assert_eq!(accepted.len(), 200);
-    gw.kill9();
+    gw.kill9().unwrap();
     let store = Store::open(&data.join("sled")).unwrap();
     for id in &accepted {
         assert!(
@@ -717,18 +739,11 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
         "late.yaml",
         "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {name: late, namespace: shop}\nspec:\n  verification: {scheme: none}\n",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let after = loop {
-        let h = hash(get(&f.gw.url("/readyz")).await.unwrap());
-        if h != before {
-            break h;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "new config never went live"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    wait_until("new config never went live", async || {
+        hash(get(&f.gw.url("/readyz")).await.unwrap()) != before
+    })
+    .await;
+    let after = hash(get(&f.gw.url("/readyz")).await.unwrap());
     assert_eq!(
         post(&f.gw.url("/e/shop/late"), &[], "{}")
             .await
@@ -742,16 +757,11 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
         "late.yaml",
         "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {name: late, namespace: shop}\nspec:\n  verification: {scheme: github, secretRef: {name: missing, key: x}}\n",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !f.gw.log_text().contains("SecretNotFound") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the problem is never logged:\n{}",
-            f.gw.log_text()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let log = f.gw.log_text();
+    wait_until("the problem is never logged", async || {
+        f.gw.logs().contains("SecretNotFound")
+    })
+    .await;
+    let log = f.gw.logs();
     let line = log.lines().find(|l| l.contains("SecretNotFound")).unwrap();
     assert!(
         line.contains("late") && line.contains("shop"),
@@ -767,14 +777,10 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
     );
     // Unparseable YAML: same, the last good config keeps serving.
     write(&f.gw.manifests, "broken.yaml", "this: [is not: valid yaml");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !f.gw.log_text().contains("not valid YAML") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the YAML error is never logged"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until("the YAML error is never logged", async || {
+        f.gw.logs().contains("not valid YAML")
+    })
+    .await;
     assert_eq!(hash(get(&f.gw.url("/readyz")).await.unwrap()), after);
     assert_eq!(
         post(&f.gw.url("/e/shop/late"), &[], "{}")
