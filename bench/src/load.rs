@@ -64,6 +64,9 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
         .pool_max_idle_per_host(spec.concurrency)
         .build_http::<Full<Bytes>>();
     let signature = github_signature(&spec.secret, &spec.body);
+    // Delivery ids are idempotency keys: unique per run, so a rerun against the same data
+    // directory measures ingest, not the duplicate path.
+    let run: u64 = rand::random();
     // Warm up the connections so the first requests' handshakes don't count.
     let warm_until = Instant::now() + Duration::from_millis(500);
     let end = warm_until + spec.duration;
@@ -86,7 +89,7 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
                 let req = http::Request::post(&url)
                     .header("content-type", "application/json")
                     .header("x-github-event", "pull_request")
-                    .header("x-github-delivery", format!("{worker}-{n}"))
+                    .header("x-github-delivery", format!("{run:x}-{worker}-{n}"))
                     .header("x-hub-signature-256", &signature)
                     .body(Full::new(body.clone()));
                 let Ok(req) = req else { continue };

@@ -28,6 +28,10 @@ struct Cli {
     /// Serve the bare baseline handler on this address and do nothing else (used internally).
     #[arg(long, hide = true)]
     baseline_server: Option<std::net::SocketAddr>,
+    /// Only drive the ingest load at this URL and print its figures (for profiling a running
+    /// data plane, e.g. under `perf record`).
+    #[arg(long)]
+    load_only: Option<String>,
 }
 
 const GITHUB_SECRET: &str = "bench-secret";
@@ -44,6 +48,17 @@ async fn main() -> anyhow::Result<()> {
         body: load::body(cli.body_bytes),
         secret: GITHUB_SECRET.to_string(),
     };
+    if let Some(url) = &cli.load_only {
+        let r = load::run(&spec, url).await?;
+        println!(
+            "{url}: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            r.per_second(),
+            r.p(0.50).as_secs_f64() * 1e3,
+            r.p(0.99).as_secs_f64() * 1e3,
+            r.errors
+        );
+        return Ok(());
+    }
     let dataplane = procs::release_binary("hookmesh-dataplane")?;
     let work = tempfile::tempdir()?;
     let manifests = work.path().join("manifests");
