@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::auth;
 use crate::config::Live;
 use crate::error::ApiError;
-use crate::route::{self, json_text, RouteInput};
+use crate::route::{self, json_text, LazyJson, RouteInput};
 use crate::store::{
     now_ms, DeliveryRecord, EventId, EventRecord, EventStatus, IdempotencyClaim, IngestOutcome,
     NewEvent, Origin, Payload,
@@ -75,13 +75,13 @@ pub async fn webhook(
                 return Err(ApiError::unauthorized(failure.code(), failure.to_string()));
             }
         };
-        let json = parse_json(&body);
+        let json = LazyJson::lazy(&body);
         let event_type = src
             .event_type
             .as_ref()
-            .and_then(|r| extract(r, &headers, json.as_ref()));
+            .and_then(|r| extract(r, &headers, &json));
         let idempotency = src.idempotency.as_ref().and_then(|rule| {
-            extract(&rule.key, &headers, json.as_ref()).map(|key| IdempotencyClaim {
+            extract(&rule.key, &headers, &json).map(|key| IdempotencyClaim {
                 key,
                 window_ms: rule.window_seconds.saturating_mul(1000),
             })
@@ -96,8 +96,8 @@ pub async fn webhook(
             signature_valid,
             signature_error,
             headers: &headers,
-            body: body.to_vec(),
-            json: json.as_ref(),
+            body: &body,
+            json: &json,
         };
         accept(&state, &live, accepted).await
     }
@@ -176,6 +176,8 @@ pub async fn publish(
         .map(|key| IdempotencyClaim { key, window_ms });
     // Published events are stored as the JSON of their payload, like a webhook body.
     let body = serde_json::to_vec(&req.payload).unwrap_or_default();
+    let event_type = Some(req.event_type);
+    let json = LazyJson::parsed(req.payload);
     let mut stored_headers = HeaderMap::new();
     stored_headers.insert(
         http::header::CONTENT_TYPE,
@@ -186,13 +188,13 @@ pub async fn publish(
         origin: Origin::Publish,
         namespace: &namespace,
         source: &req.source,
-        event_type: Some(req.event_type.clone()),
+        event_type,
         idempotency,
         signature_valid: None,
         signature_error: None,
         headers: &stored_headers,
-        body,
-        json: Some(&req.payload),
+        body: &body,
+        json: &json,
     };
     accept(&state, &live, accepted).instrument(span).await
 }
@@ -208,8 +210,8 @@ struct Accepted<'a> {
     signature_valid: Option<bool>,
     signature_error: Option<String>,
     headers: &'a HeaderMap,
-    body: Vec<u8>,
-    json: Option<&'a Value>,
+    body: &'a [u8],
+    json: &'a LazyJson<'a>,
 }
 
 async fn accept(state: &AppState, live: &Live, a: Accepted<'_>) -> Result<Response, ApiError> {
@@ -267,7 +269,7 @@ async fn accept(state: &AppState, live: &Live, a: Accepted<'_>) -> Result<Respon
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
             .collect(),
-        body: a.body,
+        body: a.body.to_vec(),
     };
     let routed = deliveries.len();
     let outcome = state
@@ -367,22 +369,14 @@ async fn read_limited(
     }
 }
 
-fn parse_json(body: &[u8]) -> Option<Value> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
-    if *first == b'{' || *first == b'[' {
-        serde_json::from_slice(body).ok()
-    } else {
-        None
-    }
-}
-
-fn extract(rule: &FieldRule, headers: &HeaderMap, json: Option<&Value>) -> Option<String> {
+fn extract(rule: &FieldRule, headers: &HeaderMap, json: &LazyJson<'_>) -> Option<String> {
     let v = match rule {
         FieldRule::Header(h) => headers
             .get(h.as_str())
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_string()),
         FieldRule::JsonPointer(p) => json
+            .get()
             .and_then(|j| j.pointer(p))
             .filter(|v| !v.is_null())
             .map(json_text),

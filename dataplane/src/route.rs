@@ -1,5 +1,7 @@
 //! Routing: which subscriptions an event matches, hence which endpoints get a delivery.
 
+use std::sync::OnceLock;
+
 use hookmesh_api::config::{Leaf, Matcher, Test};
 use http::HeaderMap;
 use serde_json::Value;
@@ -12,8 +14,45 @@ pub struct RouteInput<'a> {
     pub source: &'a str,
     pub event_type: Option<&'a str>,
     pub headers: &'a HeaderMap,
-    /// The body parsed as JSON, when it is JSON.
-    pub body: Option<&'a Value>,
+    pub body: &'a LazyJson<'a>,
+}
+
+/// A request body as routing and field extraction see it: parsed as JSON on first use, because
+/// most sources and subscriptions never look inside it and a parse costs more than the HMAC.
+pub struct LazyJson<'a> {
+    raw: &'a [u8],
+    parsed: OnceLock<Option<Value>>,
+}
+
+impl<'a> LazyJson<'a> {
+    pub fn lazy(raw: &'a [u8]) -> Self {
+        LazyJson {
+            raw,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// A body that is already a JSON value (the publish API).
+    pub fn parsed(value: Value) -> LazyJson<'static> {
+        LazyJson {
+            raw: &[],
+            parsed: OnceLock::from(Some(value)),
+        }
+    }
+
+    /// The body as JSON, when it is a JSON object or array.
+    pub fn get(&self) -> Option<&Value> {
+        self.parsed
+            .get_or_init(|| {
+                let first = self.raw.iter().find(|b| !b.is_ascii_whitespace())?;
+                if *first == b'{' || *first == b'[' {
+                    serde_json::from_slice(self.raw).ok()
+                } else {
+                    None
+                }
+            })
+            .as_ref()
+    }
 }
 
 /// One matched subscription and the endpoint it targets.
@@ -53,7 +92,7 @@ pub fn route(live: &Live, input: &RouteInput<'_>) -> Vec<Route> {
             .filter
             .body
             .iter()
-            .all(|m| matches(m, &|leaf| body_test(leaf, input.body)));
+            .all(|m| matches(m, &|leaf| body_test(leaf, input.body.get())));
         if headers_ok && body_ok {
             out.push(Route {
                 subscription: sub.name.clone(),
@@ -157,6 +196,7 @@ mod tests {
         headers: &HeaderMap,
         body: Option<&Value>,
     ) -> Vec<String> {
+        let body = body.map_or(LazyJson::lazy(b""), |v| LazyJson::parsed(v.clone()));
         route(
             live,
             &RouteInput {
@@ -164,7 +204,7 @@ mod tests {
                 source,
                 event_type,
                 headers,
-                body,
+                body: &body,
             },
         )
         .into_iter()
@@ -208,7 +248,7 @@ mod tests {
                 source: "github",
                 event_type: Some("order.x"),
                 headers: &h,
-                body: None,
+                body: &LazyJson::lazy(b""),
             },
         );
         assert!(other.is_empty());
@@ -231,7 +271,7 @@ mod tests {
                 source: "s",
                 event_type: Some("x"),
                 headers: &HeaderMap::new(),
-                body: None,
+                body: &LazyJson::lazy(b""),
             },
         );
         assert_eq!(

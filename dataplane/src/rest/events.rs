@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::config::Live;
 use crate::error::ApiError;
-use crate::route::{self, RouteInput};
+use crate::route::{self, LazyJson, RouteInput};
 use crate::store::query::{EventFilter, SCAN_BUDGET};
 use crate::store::{now_ms, DeliveryRecord, EventId, EventRecord, EventStatus, Store};
 
@@ -467,7 +467,7 @@ fn replay_one(
                     headers.append(n, v);
                 }
             }
-            let json = serde_json::from_slice::<serde_json::Value>(&payload.body).ok();
+            let body = LazyJson::lazy(&payload.body);
             route::route(
                 live,
                 &RouteInput {
@@ -475,7 +475,7 @@ fn replay_one(
                     source: &e.source,
                     event_type: e.event_type.as_deref(),
                     headers: &headers,
-                    body: json.as_ref(),
+                    body: &body,
                 },
             )
             .into_iter()
