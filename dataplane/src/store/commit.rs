@@ -1,10 +1,24 @@
-//! Group commit: one writer thread takes every ingest waiting at that moment, writes them in one
-//! transaction, fsyncs once, then answers each caller. Under load the fsync cost is shared by
-//! the whole group; with one request in flight it is one write and one flush, as before.
+//! Group commit: one writer thread takes every ingest waiting at that moment, writes them,
+//! flushes once, then answers each caller. Under load the flush is shared by the whole group;
+//! with one request in flight it is one write and one flush.
+//!
+//! Atomicity without a transaction: before a group's records, the writer records the group's
+//! intent (which events, their deliveries, index keys and idempotency claims) under one key.
+//! Then each tree is written in turn: payloads, deliveries, endpoint index, source and status
+//! indexes, events, due entries, idempotency claims. sled recovers a prefix of its log, so after
+//! a crash the last group is in one of two states per event: its event record is there (and
+//! everything before it), or it is not (and nothing after it). [`recover_last_group`] finishes
+//! the first kind (due entries, idempotency claim) and removes the leftovers of the second, so
+//! an event is either wholly stored or absent. None of these were acknowledged: the 202 waits
+//! for the flush that follows the whole group.
+//!
+//! Due entries come after event records so the delivery engine never claims a delivery whose
+//! event it cannot read yet.
 
+use std::collections::HashMap;
 use std::thread;
 
-use sled::transaction::Transactional;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
@@ -120,61 +134,342 @@ fn run(db: sled::Db, trees: Trees, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Key of the intent record in the `meta` tree.
+const INTENT_KEY: &[u8] = b"ingest-intent";
+
+/// What one group is about to write, enough to finish or undo each event after a crash.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Intent {
+    events: Vec<IntentEvent>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IntentEvent {
+    id: EventId,
+    namespace: String,
+    source: String,
+    status: EventStatus,
+    deliveries: Vec<DeliveryId>,
+    /// The idempotency key and the value it maps to (event id + expiry).
+    claim: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One event of a group, after the idempotency check, with its keys and encoded values.
+struct Prepared<'a> {
+    new: &'a NewEvent,
+    key: [u8; 16],
+    event: Vec<u8>,
+    payload: Vec<u8>,
+    deliveries: Vec<Vec<u8>>,
+    claim: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, StoreError> {
-    let trees = (
-        &t.events,
-        &t.payloads,
-        &t.deliveries,
-        &t.due,
-        &t.idempotency,
-        &t.idx_source,
-        &t.idx_status,
-        &t.idx_endpoint,
-    );
-    let outcomes = trees.transaction(
-        |(events, payloads, deliveries, due, idem, idx_source, idx_status, idx_endpoint)| {
-            let mut outcomes = Vec::with_capacity(news.len());
-            for new in news {
-                let e = &new.event;
-                let id = e.id.to_key();
-                if let Some(claim) = &new.idempotency {
-                    let key =
-                        concat(&[&name_prefix(&e.namespace, &e.source), claim.key.as_bytes()]);
-                    if let Some(existing) = idem.get(&key)? {
-                        let expires = existing
-                            .get(16..24)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_be_bytes)
-                            .unwrap_or(0);
-                        if let (Some(orig), true) =
-                            (EventId::from_key(&existing), expires > e.received_at)
-                        {
-                            outcomes.push(IngestOutcome::Duplicate(orig));
-                            continue;
-                        }
-                    }
-                    let expires = e.received_at.saturating_add(claim.window_ms);
-                    idem.insert(key, concat(&[&id, &expires.to_be_bytes()]))?;
-                }
-                tx_put(events, &id, e)?;
-                tx_put(payloads, &id, &new.payload)?;
-                idx_source.insert(concat(&[&name_prefix(&e.namespace, &e.source), &id]), &[])?;
-                idx_status.insert(status_key(e.status, e.id), &[])?;
-                for d in &new.deliveries {
-                    let did = d.id.to_key();
-                    tx_put(deliveries, &did, d)?;
-                    idx_endpoint.insert(
-                        concat(&[&name_prefix(&d.namespace, &d.endpoint), &did]),
-                        &id,
-                    )?;
-                    if let Some(at) = d.next_attempt_at {
-                        due.insert(due_key(at, d.id), &[])?;
-                    }
-                }
-                outcomes.push(IngestOutcome::Stored(e.id));
+    let mut outcomes = Vec::with_capacity(news.len());
+    let mut prepared = Vec::with_capacity(news.len());
+    // Keys claimed earlier in this same group: the tree does not show them yet.
+    let mut claimed_here: HashMap<Vec<u8>, EventId> = HashMap::new();
+    for new in news {
+        let e = &new.event;
+        let key = e.id.to_key();
+        let mut claim = None;
+        if let Some(c) = &new.idempotency {
+            let ikey = concat(&[&name_prefix(&e.namespace, &e.source), c.key.as_bytes()]);
+            if let Some(orig) = claimed_here.get(&ikey) {
+                outcomes.push(IngestOutcome::Duplicate(*orig));
+                continue;
             }
-            Ok(outcomes)
-        },
-    )?;
+            // This thread is the only writer of claims (retention only removes expired ones,
+            // by compare-and-swap), so a plain read is as good as a transactional one.
+            if let Some(orig) = t.idempotency.get(&ikey)?.and_then(|v| live_claim(&v, e)) {
+                outcomes.push(IngestOutcome::Duplicate(orig));
+                continue;
+            }
+            let expires = e.received_at.saturating_add(c.window_ms);
+            claimed_here.insert(ikey.clone(), e.id);
+            claim = Some((ikey, concat(&[&key, &expires.to_be_bytes()])));
+        }
+        prepared.push(Prepared {
+            new,
+            key,
+            event: codec::encode(e)?,
+            payload: codec::encode(&new.payload)?,
+            deliveries: new
+                .deliveries
+                .iter()
+                .map(codec::encode)
+                .collect::<Result<_, _>>()?,
+            claim,
+        });
+        outcomes.push(IngestOutcome::Stored(e.id));
+    }
+    if prepared.is_empty() {
+        return Ok(outcomes);
+    }
+    let intent = Intent {
+        events: prepared
+            .iter()
+            .map(|p| IntentEvent {
+                id: p.new.event.id,
+                namespace: p.new.event.namespace.clone(),
+                source: p.new.event.source.clone(),
+                status: p.new.event.status,
+                deliveries: p.new.deliveries.iter().map(|d| d.id).collect(),
+                claim: p.claim.clone(),
+            })
+            .collect(),
+    };
+    put(&t.meta, INTENT_KEY, &intent)?;
+    // Tree by tree rather than event by event: each tree's hot leaf stays hot, and the order
+    // per event is the same.
+    for p in &prepared {
+        t.payloads.insert(p.key, p.payload.as_slice())?;
+    }
+    for p in &prepared {
+        for (d, bytes) in p.new.deliveries.iter().zip(&p.deliveries) {
+            t.deliveries.insert(d.id.to_key(), bytes.as_slice())?;
+        }
+    }
+    for p in &prepared {
+        for d in &p.new.deliveries {
+            t.idx_endpoint.insert(endpoint_key(d), &p.key)?;
+        }
+    }
+    for p in &prepared {
+        let e = &p.new.event;
+        t.idx_source.insert(
+            concat(&[&name_prefix(&e.namespace, &e.source), &p.key]),
+            &[],
+        )?;
+    }
+    for p in &prepared {
+        t.idx_status
+            .insert(status_key(p.new.event.status, p.new.event.id), &[])?;
+    }
+    for p in &prepared {
+        t.events.insert(p.key, p.event.as_slice())?;
+    }
+    for p in &prepared {
+        for d in &p.new.deliveries {
+            if let Some(at) = d.next_attempt_at {
+                t.due.insert(due_key(at, d.id), &[])?;
+            }
+        }
+    }
+    for p in &prepared {
+        if let Some((k, v)) = &p.claim {
+            t.idempotency.insert(k.as_slice(), v.as_slice())?;
+        }
+    }
     Ok(outcomes)
+}
+
+/// The event a stored claim points at, if its window is still open at `e`'s arrival.
+fn live_claim(stored: &[u8], e: &EventRecord) -> Option<EventId> {
+    let expires = stored
+        .get(16..24)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    (expires > e.received_at)
+        .then(|| EventId::from_key(stored))
+        .flatten()
+}
+
+/// At open, before anything else writes: make the last group's events whole or absent (see
+/// the module docs). Idempotent; a group that was written completely needs no change.
+pub(super) fn recover_last_group(t: &Trees) -> Result<(), StoreError> {
+    let Some(intent) = get::<Intent>(&t.meta, INTENT_KEY)? else {
+        return Ok(());
+    };
+    let (mut finished, mut removed) = (0usize, 0usize);
+    for ie in &intent.events {
+        let key = ie.id.to_key();
+        if t.events.contains_key(key)? {
+            for did in &ie.deliveries {
+                let Some(d) = get::<DeliveryRecord>(&t.deliveries, &did.to_key())? else {
+                    continue;
+                };
+                if let (false, Some(at)) = (d.status.is_final(), d.next_attempt_at) {
+                    if !t.due.contains_key(due_key(at, d.id))? {
+                        t.due.insert(due_key(at, d.id), &[])?;
+                        finished += 1;
+                    }
+                }
+            }
+            if let Some((k, v)) = &ie.claim {
+                if !t.idempotency.contains_key(k)? {
+                    t.idempotency.insert(k.as_slice(), v.as_slice())?;
+                    finished += 1;
+                }
+            }
+        } else {
+            for did in &ie.deliveries {
+                if let Some(d) = get::<DeliveryRecord>(&t.deliveries, &did.to_key())? {
+                    t.idx_endpoint.remove(endpoint_key(&d))?;
+                    t.deliveries.remove(did.to_key())?;
+                }
+            }
+            t.idx_status.remove(status_key(ie.status, ie.id))?;
+            t.idx_source
+                .remove(concat(&[&name_prefix(&ie.namespace, &ie.source), &key]))?;
+            t.payloads.remove(key)?;
+            removed += 1;
+        }
+    }
+    t.meta.remove(INTENT_KEY)?;
+    t.meta.flush()?;
+    if finished + removed > 0 {
+        tracing::warn!(
+            completed_writes = finished,
+            removed_events = removed,
+            "the last ingest group was cut short by a crash; its unacknowledged events are now whole or gone"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{keys, new_event, open};
+    use super::*;
+
+    /// The trees after `write_group`, in the order it writes them (the intent comes first).
+    fn tree_order(t: &Trees) -> [&Tree; 8] {
+        [
+            &t.payloads,
+            &t.deliveries,
+            &t.idx_endpoint,
+            &t.idx_source,
+            &t.idx_status,
+            &t.events,
+            &t.due,
+            &t.idempotency,
+        ]
+    }
+
+    /// Write a group of two events, then undo every tree from `cut` on for the second one, as
+    /// if the process died there: sled recovers a prefix of its log.
+    fn crash_after(cut: usize) -> (tempfile::TempDir, std::path::PathBuf, NewEvent, NewEvent) {
+        let (dir, store) = open();
+        let path = dir.path().join("sled");
+        let first = new_event("github", 2, Some("k1"), 10);
+        let second = new_event("github", 2, Some("k2"), 10);
+        let t = store.trees();
+        write_group(t, &[&first, &second]).expect("write");
+        for tree in tree_order(t).iter().skip(cut) {
+            for k in keys(tree) {
+                let belongs_to_second = k.windows(16).any(|w| {
+                    w == second.event.id.to_key()
+                        || second.deliveries.iter().any(|d| w == d.id.to_key())
+                });
+                if belongs_to_second {
+                    tree.remove(k).expect("remove");
+                }
+            }
+        }
+        // Claims are keyed by their idempotency key, not an id.
+        if cut <= 7 {
+            t.idempotency
+                .remove(b"default\0github\0k2")
+                .expect("remove");
+        }
+        drop(store);
+        (dir, path, first, second)
+    }
+
+    fn is_whole(store: &Store, e: &NewEvent) -> bool {
+        let t = store.trees();
+        let key = e.event.id.to_key();
+        t.events.contains_key(key).expect("read")
+            && t.payloads.contains_key(key).expect("read")
+            && e.deliveries.iter().all(|d| {
+                t.deliveries.contains_key(d.id.to_key()).expect("read")
+                    && t.due.contains_key(due_key(10, d.id)).expect("read")
+                    && t.idx_endpoint.contains_key(endpoint_key(d)).expect("read")
+            })
+            && t.idx_source
+                .contains_key(concat(&[b"default\0github\0", &key]))
+                .expect("read")
+            && t.idx_status
+                .contains_key(status_key(EventStatus::Pending, e.event.id))
+                .expect("read")
+    }
+
+    fn mentions(store: &Store, e: &NewEvent) -> usize {
+        let t = store.trees();
+        let ids: Vec<[u8; 16]> = std::iter::once(e.event.id.to_key())
+            .chain(e.deliveries.iter().map(|d| d.id.to_key()))
+            .collect();
+        [
+            &t.payloads,
+            &t.deliveries,
+            &t.idx_endpoint,
+            &t.idx_source,
+            &t.idx_status,
+            &t.events,
+            &t.due,
+            &t.idempotency,
+        ]
+        .iter()
+        .flat_map(|tree| keys(tree))
+        .filter(|k| ids.iter().any(|id| k.windows(16).any(|w| w == id)))
+        .count()
+    }
+
+    #[test]
+    fn a_group_cut_before_its_event_records_leaves_no_trace_of_them() {
+        for cut in 0..=5 {
+            let (_dir, path, first, second) = crash_after(cut);
+            let store = Store::open(&path).expect("reopen");
+            assert!(
+                is_whole(&store, &first),
+                "cut {cut}: the first event is whole"
+            );
+            assert_eq!(
+                mentions(&store, &second),
+                0,
+                "cut {cut}: leftovers of the second"
+            );
+            assert!(store.trees().meta.get(INTENT_KEY).expect("read").is_none());
+        }
+    }
+
+    #[test]
+    fn a_group_cut_after_its_event_records_is_completed() {
+        for cut in 6..=8 {
+            let (_dir, path, first, second) = crash_after(cut);
+            let store = Store::open(&path).expect("reopen");
+            assert!(is_whole(&store, &first), "cut {cut}");
+            assert!(is_whole(&store, &second), "cut {cut}: due entries restored");
+            // The claim is back, so the provider's retry is a duplicate, not a second event.
+            let claim = store
+                .trees()
+                .idempotency
+                .get(b"default\0github\0k2")
+                .expect("read")
+                .expect("claim restored");
+            assert_eq!(EventId::from_key(&claim), Some(second.event.id));
+        }
+    }
+
+    #[test]
+    fn duplicates_within_one_group_store_one_event() {
+        let (_dir, store) = open();
+        let a = new_event("github", 1, Some("same"), 10);
+        let b = new_event("github", 1, Some("same"), 10);
+        let c = new_event("stripe", 1, Some("same"), 10);
+        let out = write_group(store.trees(), &[&a, &b, &c]).expect("write");
+        assert_eq!(
+            out,
+            vec![
+                IngestOutcome::Stored(a.event.id),
+                IngestOutcome::Duplicate(a.event.id),
+                // Same key, another source: its own event.
+                IngestOutcome::Stored(c.event.id),
+            ]
+        );
+        assert_eq!(store.event_count(), 2);
+        assert_eq!(mentions(&store, &b), 0);
+    }
 }

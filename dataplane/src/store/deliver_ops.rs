@@ -2,16 +2,11 @@
 //! through the due queue past deliveries it cannot send yet, claiming with the attempt round,
 //! and pulling a paused endpoint's deliveries forward when it comes back.
 
-use sled::transaction::{ConflictableTransactionError, Transactional};
-
 use super::*;
 
-/// delivery id -> attempt count (u32 BE) when its current round of attempts began.
-///
-/// A delivery that finished (success, failed, dead letter) and is put back in the queue by a
-/// manual retry starts a fresh round of `maxAttempts`; attempt numbers keep growing so earlier
-/// attempt records stay, hence the offset.
-const ROUNDS_TREE: &str = "delivery_rounds";
+// The `rounds` tree: a delivery that finished (success, failed, dead letter) and is put back in
+// the queue by a manual retry starts a fresh round of `maxAttempts`; attempt numbers keep growing
+// so earlier attempt records stay, hence the offset it keeps.
 
 fn parse_due_key(k: &[u8]) -> Option<(Millis, DeliveryId)> {
     let at = k
@@ -72,52 +67,52 @@ impl Store {
         }
     }
 
-    /// [`Store::claim`], also telling where the delivery's current round of attempts began.
-    /// A delivery queued again after it finished (`pending` with attempts behind it) starts a
-    /// new round here.
+    /// Take a due delivery for an attempt: mark it in flight and move its due entry to the
+    /// lease expiry. `None` when it is no longer due (taken, finished, moved or deleted); a
+    /// stale entry is removed on the way. Also tells where the delivery's current round of
+    /// attempts began: a delivery queued again after it finished (`pending` with attempts behind
+    /// it) starts a new round here.
     pub fn claim_attempt(
         &self,
         due_at: Millis,
         id: DeliveryId,
         lease_until: Millis,
     ) -> Result<Option<Claimed>, StoreError> {
-        let rounds = self.inner.db.open_tree(ROUNDS_TREE)?;
         let t = self.trees();
-        let claimed =
-            (&t.deliveries, &t.due, &rounds).transaction(|(deliveries, due, rounds)| {
-                if due.remove(due_key(due_at, id))?.is_none() {
-                    return Ok(None);
-                }
-                let Some(mut d) = tx_get::<DeliveryRecord>(deliveries, &id.to_key())? else {
-                    return Ok(None);
-                };
-                if d.status.is_final() {
-                    return Ok(None);
-                }
-                let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
-                    rounds.insert(&id.to_key(), &d.attempts.to_be_bytes())?;
-                    d.attempts
-                } else {
-                    match rounds.get(id.to_key())? {
-                        Some(v) => v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
-                            ConflictableTransactionError::Abort(StoreError::Codec(
-                                "bad round record".into(),
-                            ))
-                        })?,
-                        None => 0,
-                    }
-                };
-                d.status = DeliveryStatus::InFlight;
-                d.next_attempt_at = Some(lease_until);
-                d.updated_at = now_ms();
-                tx_put(deliveries, &id.to_key(), &d)?;
-                due.insert(due_key(lease_until, id), &[])?;
-                Ok(Some(Claimed {
-                    delivery: d,
-                    round_start,
-                }))
-            })?;
-        Ok(claimed)
+        let Some(event) = self.delivery(id)?.map(|d| d.event_id) else {
+            t.due.remove(due_key(due_at, id))?;
+            return Ok(None);
+        };
+        let held = self.lock(event);
+        let Some(mut d) = self.delivery(id)? else {
+            t.due.remove(due_key(due_at, id))?;
+            return Ok(None);
+        };
+        if d.status.is_final() || d.next_attempt_at != Some(due_at) {
+            // Finished, or moved since this entry was written: the entry is stale.
+            t.due.remove(due_key(due_at, id))?;
+            return Ok(None);
+        }
+        let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
+            t.rounds.insert(id.to_key(), &d.attempts.to_be_bytes())?;
+            d.attempts
+        } else {
+            match t.rounds.get(id.to_key())? {
+                Some(v) => v
+                    .as_ref()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Codec("bad round record".into()))?,
+                None => 0,
+            }
+        };
+        d.status = DeliveryStatus::InFlight;
+        d.updated_at = now_ms();
+        self.move_due(&held, &mut d, Some(lease_until))?;
+        Ok(Some(Claimed {
+            delivery: d,
+            round_start,
+        }))
     }
 
     /// Make every waiting delivery of one endpoint due at `now` (the endpoint was paused,

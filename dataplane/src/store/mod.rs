@@ -1,13 +1,19 @@
 //! Durable storage in sled.
 //!
 //! One tree per job (DESIGN section 7). Keys are big-endian so range scans run in time order.
-//! Writes that belong together are one multi-tree sled transaction. Ingest writes go through the
-//! group committer ([`commit`]): concurrent requests share one transaction and one fsync, and
-//! each caller hears back only after that flush, so a 202 always means "on disk".
+//! Ingest writes go through the group committer ([`commit`]): concurrent requests share one
+//! flush, and each caller hears back only after it, so a 202 always means "on disk".
+//!
+//! The hot paths (ingest, claim, finish, requeue) write single keys, in an order chosen so that
+//! whatever prefix of them survives a crash is consistent or repaired at the next open; the
+//! per-event locks of [`locks`] stand in for transactions against concurrent writers. Why not
+//! sled transactions: each one takes a database-wide lock and writes sled's IO buffer out
+//! synchronously (see `locks.rs`). Rare multi-record deletions still use them.
 
 mod codec;
 mod commit;
 pub mod deliver_ops;
+mod locks;
 pub mod model;
 pub mod query;
 mod queue;
@@ -15,7 +21,6 @@ mod queue;
 use std::path::Path;
 use std::sync::Arc;
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
 
 pub use commit::{IdempotencyClaim, IngestOutcome, NewEvent};
@@ -31,17 +36,6 @@ pub enum StoreError {
     #[error("the store is shutting down")]
     Closed,
 }
-
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-        }
-    }
-}
-
-pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 /// The trees. `idx_*` are secondary indexes kept in the same transaction as their record.
 #[derive(Clone)]
@@ -64,6 +58,11 @@ pub(crate) struct Trees {
     pub idx_status: Tree,
     /// namespace \0 endpoint \0 delivery id -> event id
     pub idx_endpoint: Tree,
+    /// delivery id -> attempt count (u32 BE) when its current round of attempts began
+    /// (see `deliver_ops.rs`)
+    pub rounds: Tree,
+    /// Bookkeeping: the last ingest group's intent (see `commit.rs`).
+    pub meta: Tree,
 }
 
 /// A handle on the store; cheap to clone.
@@ -75,6 +74,7 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     trees: Trees,
+    locks: locks::EventLocks,
     committer: commit::Committer,
 }
 
@@ -97,12 +97,16 @@ impl Store {
             idx_source: db.open_tree("idx_source")?,
             idx_status: db.open_tree("idx_status")?,
             idx_endpoint: db.open_tree("idx_endpoint")?,
+            rounds: db.open_tree("delivery_rounds")?,
+            meta: db.open_tree("meta")?,
         };
+        commit::recover_last_group(&trees)?;
         let committer = commit::Committer::start(db.clone(), trees.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 db,
                 trees,
+                locks: locks::EventLocks::new(),
                 committer,
             }),
         };
@@ -112,6 +116,11 @@ impl Store {
 
     pub(crate) fn trees(&self) -> &Trees {
         &self.inner.trees
+    }
+
+    /// Hold an event's write lock (see [`locks`]).
+    pub(crate) fn lock(&self, event: EventId) -> locks::Held<'_> {
+        self.inner.locks.lock(event)
     }
 
     /// Flush everything to disk (used at shutdown; ingest flushes through the committer).
@@ -174,25 +183,12 @@ pub(crate) fn get<T: serde::de::DeserializeOwned>(
     tree.get(key)?.map(|v| codec::decode(&v)).transpose()
 }
 
-pub(crate) fn tx_get<T: serde::de::DeserializeOwned>(
-    tree: &TransactionalTree,
-    key: &[u8],
-) -> TxResult<Option<T>> {
-    match tree.get(key)? {
-        Some(v) => codec::decode(&v)
-            .map(Some)
-            .map_err(ConflictableTransactionError::Abort),
-        None => Ok(None),
-    }
-}
-
-pub(crate) fn tx_put<T: serde::Serialize>(
-    tree: &TransactionalTree,
+pub(crate) fn put<T: serde::Serialize>(
+    tree: &Tree,
     key: &[u8],
     value: &T,
-) -> TxResult<()> {
-    let bytes = codec::encode(value).map_err(ConflictableTransactionError::Abort)?;
-    tree.insert(key, bytes)?;
+) -> Result<(), StoreError> {
+    tree.insert(key, codec::encode(value)?)?;
     Ok(())
 }
 
@@ -214,6 +210,79 @@ pub(crate) fn due_key(at: Millis, id: DeliveryId) -> Vec<u8> {
     concat(&[&at.to_be_bytes(), &id.to_key()])
 }
 
+/// `namespace \0 endpoint \0 delivery id`, the delivery's key in `idx_endpoint`.
+pub(crate) fn endpoint_key(d: &DeliveryRecord) -> Vec<u8> {
+    concat(&[&name_prefix(&d.namespace, &d.endpoint), &d.id.to_key()])
+}
+
 pub(crate) fn status_key(status: EventStatus, id: EventId) -> Vec<u8> {
     concat(&[&[status.code()], &id.to_key()])
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("sled")).expect("open");
+        (dir, store)
+    }
+
+    /// An event from `source` with `fan_out` deliveries due at `at`.
+    pub fn new_event(source: &str, fan_out: usize, key: Option<&str>, at: Millis) -> NewEvent {
+        let id = EventId::generate();
+        let deliveries: Vec<DeliveryRecord> = (0..fan_out)
+            .map(|i| DeliveryRecord::new(id, "default", &format!("ep{i}"), None, at))
+            .collect();
+        NewEvent {
+            event: EventRecord {
+                id,
+                namespace: "default".into(),
+                source: source.into(),
+                event_type: None,
+                origin: Origin::Webhook,
+                received_at: at,
+                signature_valid: None,
+                signature_error: None,
+                idempotency_key: key.map(str::to_string),
+                content_type: None,
+                body_len: 2,
+                correlation_id: id.to_string(),
+                status: if fan_out == 0 {
+                    EventStatus::Unrouted
+                } else {
+                    EventStatus::Pending
+                },
+                payload_expired: false,
+                config_hash: String::new(),
+                delivery_ids: deliveries.iter().map(|d| d.id).collect(),
+            },
+            payload: Payload {
+                headers: vec![("content-type".into(), b"application/json".to_vec())],
+                body: b"{}".to_vec(),
+            },
+            deliveries,
+            idempotency: key.map(|k| IdempotencyClaim {
+                key: k.into(),
+                window_ms: 60_000,
+            }),
+        }
+    }
+
+    pub fn ingest(store: &Store, new: NewEvent) -> IngestOutcome {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(store.ingest(new))
+            .expect("ingest")
+    }
+
+    /// Every key of a tree, for comparing whole-store states.
+    pub fn keys(tree: &Tree) -> Vec<Vec<u8>> {
+        tree.iter()
+            .keys()
+            .map(|k| k.expect("key").to_vec())
+            .collect()
+    }
 }

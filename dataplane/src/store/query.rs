@@ -11,7 +11,6 @@
 use std::collections::BTreeSet;
 use std::iter::Peekable;
 
-use sled::transaction::Transactional;
 use sled::Tree;
 use ulid::Ulid;
 use wildmatch::WildMatch;
@@ -468,92 +467,52 @@ impl Store {
 
     /// Delete an event with its payload, deliveries, attempts, queue and index entries.
     /// `false` when there was no such event.
+    ///
+    /// Everything of the event goes first and its record last, so a crash part-way leaves the
+    /// event listed with less attached, and deleting it again (by hand or by retention, which
+    /// walks the event records) finishes the job.
     pub fn delete_event(&self, id: EventId) -> Result<bool, StoreError> {
         let t = self.trees();
-        let Some(before) = self.event(id)? else {
+        let _held = self.lock(id);
+        let key = id.to_key();
+        let Some(e) = self.event(id)? else {
             return Ok(false);
         };
-        let attempt_keys = |ids: &[DeliveryId]| -> Result<Vec<sled::IVec>, StoreError> {
-            let mut keys = Vec::new();
-            for d in ids {
-                for item in t.attempts.scan_prefix(d.to_key()).keys() {
-                    keys.push(item?);
+        for did in &e.delivery_ids {
+            if let Some(d) = self.delivery(*did)? {
+                if let Some(at) = d.next_attempt_at {
+                    t.due.remove(due_key(at, *did))?;
+                }
+                t.idx_endpoint.remove(endpoint_key(&d))?;
+            }
+            t.deliveries.remove(did.to_key())?;
+            t.rounds.remove(did.to_key())?;
+            // Attempts are written under the event's lock, which is held: none can appear now.
+            for k in t.attempts.scan_prefix(did.to_key()).keys() {
+                t.attempts.remove(k?)?;
+            }
+        }
+        t.payloads.remove(key)?;
+        t.idx_source
+            .remove(concat(&[&name_prefix(&e.namespace, &e.source), &key]))?;
+        t.idx_status.remove(status_key(e.status, id))?;
+        if let Some(k) = &e.idempotency_key {
+            let ikey = concat(&[&name_prefix(&e.namespace, &e.source), k.as_bytes()]);
+            if let Some(v) = t.idempotency.get(&ikey)? {
+                if EventId::from_key(&v) == Some(id) {
+                    // Only if still ours: a new claim for the key is not this event's to drop.
+                    let _ = t
+                        .idempotency
+                        .compare_and_swap(&ikey, Some(&v), None::<&[u8]>)?;
                 }
             }
-            Ok(keys)
-        };
-        let old_attempts = attempt_keys(&before.delivery_ids)?;
-        let trees = (
-            &t.events,
-            &t.payloads,
-            &t.deliveries,
-            &t.attempts,
-            &t.due,
-            &t.idempotency,
-            &t.idx_source,
-            &t.idx_status,
-            &t.idx_endpoint,
-        );
-        let removed = trees.transaction(
-            |(
-                events,
-                payloads,
-                deliveries,
-                attempts,
-                due,
-                idem,
-                idx_source,
-                idx_status,
-                idx_endpoint,
-            )| {
-                let key = id.to_key();
-                let Some(e) = tx_get::<EventRecord>(events, &key)? else {
-                    return Ok(None);
-                };
-                for did in &e.delivery_ids {
-                    if let Some(d) = tx_get::<DeliveryRecord>(deliveries, &did.to_key())? {
-                        if let Some(at) = d.next_attempt_at {
-                            due.remove(due_key(at, *did))?;
-                        }
-                        idx_endpoint.remove(concat(&[
-                            &name_prefix(&d.namespace, &d.endpoint),
-                            &did.to_key(),
-                        ]))?;
-                    }
-                    deliveries.remove(&did.to_key())?;
-                }
-                for k in &old_attempts {
-                    attempts.remove(k)?;
-                }
-                events.remove(&key)?;
-                payloads.remove(&key)?;
-                idx_source.remove(concat(&[&name_prefix(&e.namespace, &e.source), &key]))?;
-                idx_status.remove(status_key(e.status, id))?;
-                if let Some(k) = &e.idempotency_key {
-                    let ikey = concat(&[&name_prefix(&e.namespace, &e.source), k.as_bytes()]);
-                    if idem
-                        .get(&ikey)?
-                        .is_some_and(|v| EventId::from_key(&v) == Some(id))
-                    {
-                        idem.remove(ikey)?;
-                    }
-                }
-                Ok(Some(e.delivery_ids))
-            },
-        )?;
-        let Some(delivery_ids) = removed else {
-            return Ok(false);
-        };
-        // An attempt recorded between the scan above and the transaction: its delivery is gone
-        // now, so nothing can add more.
-        for k in attempt_keys(&delivery_ids)? {
-            t.attempts.remove(k)?;
         }
+        t.events.remove(key)?;
         Ok(true)
     }
 
     /// Retention, step one: drop the payloads of events received before `before` (at most
-    /// `batch` of them, in one transaction) and mark those events `payload_expired`.
+    /// `batch` of them) and mark those events `payload_expired`.
     pub fn expire_payloads(&self, before: Millis, batch: usize) -> Result<usize, StoreError> {
         let t = self.trees();
         let end = ulid_floor(before).0.to_be_bytes();
@@ -563,19 +522,22 @@ impl Store {
             .keys()
             .take(batch)
             .collect::<Result<_, _>>()?;
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        (&t.events, &t.payloads).transaction(|(events, payloads)| {
-            for k in &keys {
-                payloads.remove(k)?;
-                if let Some(mut e) = tx_get::<EventRecord>(events, k)? {
+        for k in &keys {
+            let Some(id) = EventId::from_key(k) else {
+                t.payloads.remove(k)?;
+                continue;
+            };
+            let _held = self.lock(id);
+            // Mark first: a crash before the removal leaves a payload retention removes next
+            // time, never an event that claims a payload it no longer has.
+            if let Some(mut e) = self.event(id)? {
+                if !e.payload_expired {
                     e.payload_expired = true;
-                    tx_put(events, k, &e)?;
+                    put(&t.events, k, &e)?;
                 }
             }
-            Ok(())
-        })?;
+            t.payloads.remove(k)?;
+        }
         Ok(keys.len())
     }
 
