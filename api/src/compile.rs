@@ -133,7 +133,7 @@ fn bad<T>(reason: Reason, message: impl Into<String>) -> Outcome<T> {
 /// Compile the inputs. Pure: same inputs (in any order), same output, same hash.
 pub fn compile(inputs: &Inputs) -> Compiled {
     let mut problems = Vec::new();
-    let secrets = SecretIndex::new(&inputs.secrets);
+    let secrets = SecretIndex::new(&inputs.secrets, &mut problems);
 
     let sources = dedup(Kind::Source, &inputs.sources, &mut problems);
     let endpoints = dedup(Kind::Endpoint, &inputs.endpoints, &mut problems);
@@ -259,11 +259,24 @@ struct SecretIndex<'a> {
 }
 
 impl<'a> SecretIndex<'a> {
-    fn new(secrets: &'a [Secret]) -> Self {
-        let by_name = secrets
-            .iter()
-            .map(|s| ((namespace_of(s), s.name_any()), s))
-            .collect();
+    /// Like the other kinds, the first of several Secrets with one name is kept and the rest
+    /// are reported (only standalone manifests can repeat a name; the API server cannot).
+    fn new(secrets: &'a [Secret], problems: &mut Vec<Problem>) -> Self {
+        let mut by_name = BTreeMap::new();
+        for s in secrets {
+            let (ns, name) = (namespace_of(s), s.name_any());
+            if by_name.contains_key(&(ns.clone(), name.clone())) {
+                problems.push(problem(
+                    Kind::Secret,
+                    &ns,
+                    &name,
+                    Reason::DuplicateObject,
+                    format!("Secret {ns}/{name} is declared more than once"),
+                ));
+                continue;
+            }
+            by_name.insert((ns, name), s);
+        }
         Self { by_name }
     }
 

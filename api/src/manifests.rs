@@ -41,7 +41,17 @@ pub struct Loaded {
 pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
+    // Symlinked directories are followed (mounted config often arrives that way), each real
+    // directory once: a link back up the tree would otherwise be walked forever.
+    let mut seen = std::collections::HashSet::new();
     while let Some(d) = stack.pop() {
+        let real = std::fs::canonicalize(&d).map_err(|source| LoadError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        if !seen.insert(real) {
+            continue;
+        }
         let entries = std::fs::read_dir(&d).map_err(|source| LoadError::Io {
             path: d.clone(),
             source,

@@ -1050,6 +1050,20 @@ fn duplicate_objects_are_reported_and_the_first_kept() {
 }
 
 #[test]
+fn a_duplicate_secret_is_reported_and_the_first_kept() {
+    let c = refused(
+        &secret("gh", "stringData: {secret: another-value}"),
+        &[(Kind::Secret, "gh", Reason::DuplicateObject)],
+    );
+    assert_eq!(
+        c.config.hash,
+        valid().config.hash,
+        "the first Secret's value is used"
+    );
+    assert!(!c.problems[0].message.contains("another-value"));
+}
+
+#[test]
 fn objects_without_a_name_are_refused() {
     let extra = "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {namespace: shop}\nspec: {verification: {scheme: none}}\n";
     refused(extra, &[(Kind::Source, "", Reason::InvalidSpec)]);

@@ -108,6 +108,25 @@ fn manifest_files_are_yaml_only_recursive_sorted_and_skip_hidden() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn symlinked_directories_are_followed_once_even_in_a_loop() {
+    let dir = fixture_dir();
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "linked.yaml", SOURCES);
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("mounted")).unwrap();
+    // A link back up the tree, as a careless mount can make: it must not be walked forever.
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("nested/loop")).unwrap();
+    let files = manifest_files(dir.path()).unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.iter().filter(|n| *n == "10-sources.yaml").count(), 1);
+    assert_eq!(names.iter().filter(|n| *n == "linked.yaml").count(), 1);
+    assert_eq!(files.len(), 4, "{files:?}");
+}
+
 #[test]
 fn load_dir_reads_crs_and_secrets_and_skips_other_kinds() {
     let dir = fixture_dir();
