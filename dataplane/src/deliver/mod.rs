@@ -335,9 +335,10 @@ impl Scheduler {
             return Step::Skip(None);
         }
         let d = match self.store.delivery(id) {
-            Ok(Some(d)) if !d.status.is_final() => d,
+            Ok(Some(d)) if !d.status.is_final() && d.next_attempt_at == Some(at) => d,
             Ok(_) => {
-                // A due entry left behind by a finished or deleted delivery: claiming clears it.
+                // A stale entry (the delivery finished, was deleted, or is due at another time
+                // now): claiming finds that out under the event's lock and removes it.
                 let _ = self.store.claim_attempt(at, id, now);
                 return Step::Skip(None);
             }
