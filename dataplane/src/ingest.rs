@@ -25,8 +25,8 @@ use crate::config::Live;
 use crate::error::ApiError;
 use crate::route::{self, json_text, LazyJson, RouteInput};
 use crate::store::{
-    now_ms, DeliveryRecord, EventId, EventRecord, EventStatus, IdempotencyClaim, IngestOutcome,
-    NewEvent, Origin, Payload,
+    DeliveryRecord, EventId, EventRecord, EventStatus, IdempotencyClaim, IngestOutcome, NewEvent,
+    Origin, Payload,
 };
 use crate::verify;
 
@@ -215,7 +215,10 @@ struct Accepted<'a> {
 }
 
 async fn accept(state: &AppState, live: &Live, a: Accepted<'_>) -> Result<Response, ApiError> {
-    let now = now_ms();
+    // The id was taken when the request arrived; its time is the received time, so that a
+    // `from`/`to` window (which the store answers from ids) always finds the event at its own
+    // `received_at`, even when verifying the request crossed a millisecond boundary.
+    let now = a.id.timestamp_ms();
     let routes = route::route(
         live,
         &RouteInput {

@@ -226,15 +226,17 @@ impl DeliveryRecord {
         subscription: Option<&str>,
         now: Millis,
     ) -> Self {
+        let id = DeliveryId::generate();
         Self {
-            id: DeliveryId::generate(),
+            id,
             event_id,
             namespace: namespace.to_string(),
             endpoint: endpoint.to_string(),
             subscription: subscription.map(str::to_string),
             status: DeliveryStatus::Pending,
             attempts: 0,
-            created_at: now,
+            // Listings filter `from`/`to` by id, so the creation time is the id's.
+            created_at: id.timestamp_ms(),
             updated_at: now,
             next_attempt_at: Some(now),
             last_status_code: None,
