@@ -91,12 +91,15 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+#[derive(Default)]
 pub struct GatewayOptions {
     pub manifests: PathBuf,
     /// Reuse this data directory; a fresh temporary one otherwise.
     pub data_dir: Option<PathBuf>,
     /// Extra environment for the process (e.g. `HOOKMESH_BREAKER_THRESHOLD`).
     pub env: Vec<(String, String)>,
+    /// Extra command-line arguments (e.g. `--rate-limit`).
+    pub args: Vec<String>,
 }
 
 pub struct Gateway {
@@ -104,6 +107,7 @@ pub struct Gateway {
     pub data_dir: PathBuf,
     pub manifests: PathBuf,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     child: Option<Child>,
     _temp: Option<TempDir>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -127,8 +131,7 @@ impl Gateway {
     pub async fn start(manifests: &Path) -> anyhow::Result<Gateway> {
         Self::start_with(GatewayOptions {
             manifests: manifests.to_path_buf(),
-            data_dir: None,
-            env: Vec::new(),
+            ..GatewayOptions::default()
         })
         .await
     }
@@ -150,6 +153,7 @@ impl Gateway {
             data_dir,
             manifests: opts.manifests,
             env: opts.env,
+            args: opts.args,
             child: None,
             _temp: temp,
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -173,6 +177,7 @@ impl Gateway {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(self.addr.to_string())
+            .args(&self.args)
             .env("RUST_LOG", "info,hookmesh_dataplane=debug,sled=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

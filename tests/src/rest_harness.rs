@@ -1,12 +1,6 @@
 //! Start the real `hookmesh-dataplane` binary on a temporary manifests directory and data
 //! directory, and talk HTTP to it. Used by the REST API tests.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt as _, Full};
@@ -149,11 +143,6 @@ metadata:
 stringData: {key: test-team-b-key-0123456789, role: write, namespace: team-b}
 "#;
 
-/// The data-plane binary, built once per test process (see [`crate::gateway::binary`]).
-pub fn dataplane_bin() -> anyhow::Result<PathBuf> {
-    crate::gateway::binary()
-}
-
 /// An HTTP answer.
 #[derive(Debug)]
 pub struct Resp {
@@ -200,12 +189,13 @@ impl Resp {
     }
 }
 
-/// A running data plane; killed on drop.
+/// A running data plane (the process is [`crate::gateway::Gateway`]'s; killed on drop) on its
+/// own manifests and data directories.
 pub struct Gateway {
-    child: Child,
+    process: crate::gateway::Gateway,
     pub base: String,
-    pub manifests: tempfile::TempDir,
-    pub data: tempfile::TempDir,
+    /// Kept for the process's lifetime: it watches this directory.
+    _manifests: tempfile::TempDir,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -216,50 +206,25 @@ impl Gateway {
     }
 
     pub async fn start_with(manifests: &str, args: &[&str]) -> anyhow::Result<Gateway> {
-        let bin = dataplane_bin()?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("gateway.yaml"), manifests)?;
-        let data = tempfile::tempdir()?;
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0")?;
-            l.local_addr()?.port()
-        };
-        let child = Command::new(bin)
-            .arg("--manifests")
-            .arg(dir.path())
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting hookmesh-dataplane")?;
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        let mut gw = Gateway {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            manifests: dir,
-            data,
-            client,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = gw.request(Method::GET, "/healthz", &[], Bytes::new()).await {
-                if r.status == StatusCode::OK {
-                    return Ok(gw);
-                }
-            }
-            if let Some(status) = gw.child.try_wait()? {
-                bail!("hookmesh-dataplane exited during start: {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("hookmesh-dataplane did not become healthy in 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let process = crate::gateway::Gateway::start_with(crate::gateway::GatewayOptions {
+            manifests: dir.path().to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        })
+        .await?;
+        Ok(Gateway {
+            base: format!("http://{}", process.addr),
+            process,
+            _manifests: dir,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Everything the process logged (for failure messages).
+    pub fn logs(&self) -> String {
+        self.process.logs()
     }
 
     pub async fn request(
@@ -393,13 +358,6 @@ impl Gateway {
             assert!(cursor.is_some(), "has_more without next_cursor");
         }
         panic!("more than 10000 pages");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

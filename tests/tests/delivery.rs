@@ -120,6 +120,7 @@ async fn single(
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..GatewayOptions::default()
     })
     .await?;
     Ok((dir, gw))

@@ -151,7 +151,7 @@ async fn start_on(manifests: &Path, data: &Path) -> Gateway {
     Gateway::start_with(GatewayOptions {
         manifests: manifests.to_path_buf(),
         data_dir: Some(data.to_path_buf()),
-        env: Vec::new(),
+        ..GatewayOptions::default()
     })
     .await
     .unwrap()
