@@ -2,14 +2,14 @@
 //! 410 `PAYLOAD_EXPIRED`), metadata later (the event, its deliveries and attempts are deleted).
 //! Idempotency keys whose window closed are forgotten too.
 //!
-//! A sweep runs every `interval` in small batches, each one short transaction on a blocking
-//! thread with a pause between batches, so ingest's group commits are never held up for long.
+//! A sweep runs every `interval` in small batches on a blocking thread, one event's lock at a
+//! time, with a pause between batches, so ingest and delivery are never held up for long.
 
 use std::time::Duration;
 
 use crate::store::{now_ms, Store, StoreError};
 
-/// Records per transaction.
+/// Records per batch.
 const BATCH: usize = 256;
 /// Pause between batches, to leave the store to ingest.
 const PAUSE: Duration = Duration::from_millis(5);

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 
-/// Most ingests written by one transaction and one flush.
+/// Most ingests written by one group and one flush.
 const MAX_GROUP: usize = 512;
 const QUEUE_DEPTH: usize = 8192;
 

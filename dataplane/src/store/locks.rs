@@ -31,8 +31,8 @@ impl EventLocks {
         }
     }
 
-    /// Lock the event. Never hold it across an `.await`, and take it before any sled
-    /// transaction (never inside one), so the lock order is always stripe, then sled.
+    /// Lock the event. Never hold it across an `.await`, and never take a second stripe while
+    /// holding one.
     pub fn lock(&self, event: EventId) -> Held<'_> {
         // The low bits of a ULID are random, so they spread events evenly over the stripes.
         let i = (event.0 .0 as usize) % STRIPES;

@@ -8,7 +8,7 @@
 //! whatever prefix of them survives a crash is consistent or repaired at the next open; the
 //! per-event locks of [`locks`] stand in for transactions against concurrent writers. Why not
 //! sled transactions: each one takes a database-wide lock and writes sled's IO buffer out
-//! synchronously (see `locks.rs`). Rare multi-record deletions still use them.
+//! synchronously (see `locks.rs`).
 
 mod codec;
 mod commit;
