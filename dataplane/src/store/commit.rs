@@ -174,7 +174,7 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
         let key = e.id.to_key();
         let mut claim = None;
         if let Some(c) = &new.idempotency {
-            let ikey = concat(&[&name_prefix(&e.namespace, &e.source), c.key.as_bytes()]);
+            let ikey = claim_key(&e.namespace, &e.source, &c.key);
             if let Some(orig) = claimed_here.get(&ikey) {
                 outcomes.push(IngestOutcome::Duplicate(*orig));
                 continue;
@@ -237,10 +237,8 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
     }
     for p in &prepared {
         let e = &p.new.event;
-        t.idx_source.insert(
-            concat(&[&name_prefix(&e.namespace, &e.source), &p.key]),
-            &[],
-        )?;
+        t.idx_source
+            .insert(source_key(&e.namespace, &e.source, e.id), &[])?;
     }
     for p in &prepared {
         t.idx_status
@@ -266,12 +264,7 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
 
 /// The event a stored claim points at, if its window is still open at `e`'s arrival.
 fn live_claim(stored: &[u8], e: &EventRecord) -> Option<EventId> {
-    let expires = stored
-        .get(16..24)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0);
-    (expires > e.received_at)
+    (claim_expiry(stored) > e.received_at)
         .then(|| EventId::from_key(stored))
         .flatten()
 }
@@ -312,7 +305,7 @@ pub(super) fn recover_last_group(t: &Trees) -> Result<(), StoreError> {
             }
             t.idx_status.remove(status_key(ie.status, ie.id))?;
             t.idx_source
-                .remove(concat(&[&name_prefix(&ie.namespace, &ie.source), &key]))?;
+                .remove(source_key(&ie.namespace, &ie.source, ie.id))?;
             t.payloads.remove(key)?;
             removed += 1;
         }

@@ -8,14 +8,6 @@ use super::*;
 // the queue by a manual retry starts a fresh round of `maxAttempts`; attempt numbers keep growing
 // so earlier attempt records stay, hence the offset it keeps.
 
-fn parse_due_key(k: &[u8]) -> Option<(Millis, DeliveryId)> {
-    let at = k
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)?;
-    Some((at, k.get(8..).and_then(DeliveryId::from_key)?))
-}
-
 /// A claimed delivery and where its current round of attempts began.
 #[derive(Clone, Debug)]
 pub struct Claimed {
@@ -79,20 +71,17 @@ impl Store {
         lease_until: Millis,
     ) -> Result<Option<Claimed>, StoreError> {
         let t = self.trees();
-        let Some(event) = self.delivery(id)?.map(|d| d.event_id) else {
-            t.due.remove(due_key(due_at, id))?;
-            return Ok(None);
+        let (held, mut d) = match self.lock_delivery(id)? {
+            Some((held, d)) if !d.status.is_final() && d.next_attempt_at == Some(due_at) => {
+                (held, d)
+            }
+            // Deleted, finished, or moved since this entry was written: the entry is stale.
+            // Bound, not dropped, so the event stays locked while the entry goes.
+            _stale => {
+                t.due.remove(due_key(due_at, id))?;
+                return Ok(None);
+            }
         };
-        let held = self.lock(event);
-        let Some(mut d) = self.delivery(id)? else {
-            t.due.remove(due_key(due_at, id))?;
-            return Ok(None);
-        };
-        if d.status.is_final() || d.next_attempt_at != Some(due_at) {
-            // Finished, or moved since this entry was written: the entry is stale.
-            t.due.remove(due_key(due_at, id))?;
-            return Ok(None);
-        }
         let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
             t.rounds.insert(id.to_key(), &d.attempts.to_be_bytes())?;
             d.attempts

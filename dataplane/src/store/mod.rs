@@ -210,6 +210,34 @@ pub(crate) fn due_key(at: Millis, id: DeliveryId) -> Vec<u8> {
     concat(&[&at.to_be_bytes(), &id.to_key()])
 }
 
+/// The due time and delivery of a `due` key.
+pub(crate) fn parse_due_key(k: &[u8]) -> Option<(Millis, DeliveryId)> {
+    let at = k
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)?;
+    Some((at, k.get(8..).and_then(DeliveryId::from_key)?))
+}
+
+/// `namespace \0 source \0 event id`, the event's key in `idx_source`.
+pub(crate) fn source_key(namespace: &str, source: &str, id: EventId) -> Vec<u8> {
+    concat(&[&name_prefix(namespace, source), &id.to_key()])
+}
+
+/// `namespace \0 source \0 idempotency key`, a claim's key in `idempotency`.
+pub(crate) fn claim_key(namespace: &str, source: &str, key: &str) -> Vec<u8> {
+    concat(&[&name_prefix(namespace, source), key.as_bytes()])
+}
+
+/// When a claim (event id + expiry, both big-endian) stops counting; 0 when unreadable.
+pub(crate) fn claim_expiry(claim: &[u8]) -> Millis {
+    claim
+        .get(16..24)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
 /// `namespace \0 endpoint \0 delivery id`, the delivery's key in `idx_endpoint`.
 pub(crate) fn endpoint_key(d: &DeliveryRecord) -> Vec<u8> {
     concat(&[&name_prefix(&d.namespace, &d.endpoint), &d.id.to_key()])

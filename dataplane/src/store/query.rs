@@ -494,10 +494,10 @@ impl Store {
         }
         t.payloads.remove(key)?;
         t.idx_source
-            .remove(concat(&[&name_prefix(&e.namespace, &e.source), &key]))?;
+            .remove(source_key(&e.namespace, &e.source, id))?;
         t.idx_status.remove(status_key(e.status, id))?;
         if let Some(k) = &e.idempotency_key {
-            let ikey = concat(&[&name_prefix(&e.namespace, &e.source), k.as_bytes()]);
+            let ikey = claim_key(&e.namespace, &e.source, k);
             if let Some(v) = t.idempotency.get(&ikey)? {
                 if EventId::from_key(&v) == Some(id) {
                     // Only if still ours: a new claim for the key is not this event's to drop.
@@ -583,12 +583,7 @@ impl Store {
         let mut scanned = 0;
         for item in range.take(batch) {
             let (k, v) = item?;
-            let expires = v
-                .get(16..24)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if expires <= now {
+            if claim_expiry(&v) <= now {
                 // Only if unchanged since read: a concurrent ingest may have claimed it again.
                 if t.idempotency
                     .compare_and_swap(&k, Some(&v), None::<&[u8]>)?

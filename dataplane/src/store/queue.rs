@@ -30,11 +30,12 @@ pub enum Finish {
 impl Store {
     /// Earliest due time in the queue, if any.
     pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        Ok(self.trees().due.first()?.and_then(|(k, _)| {
-            k.get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-        }))
+        Ok(self
+            .trees()
+            .due
+            .first()?
+            .and_then(|(k, _)| parse_due_key(&k))
+            .map(|(at, _)| at))
     }
 
     /// Number of entries in the due queue (metrics).
@@ -50,12 +51,7 @@ impl Store {
         finish: Finish,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
-        let Some(event) = self.delivery(id)?.map(|d| d.event_id) else {
-            return Ok(None);
-        };
-        let held = self.lock(event);
-        // Read again under the lock: a requeue may have moved it since.
-        let Some(mut d) = self.delivery(id)? else {
+        let Some((held, mut d)) = self.lock_delivery(id)? else {
             return Ok(None);
         };
         // The attempt first: if only it survives a crash, the delivery is still due and the
@@ -88,11 +84,7 @@ impl Store {
         id: DeliveryId,
         at: Millis,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let Some(event) = self.delivery(id)?.map(|d| d.event_id) else {
-            return Ok(None);
-        };
-        let held = self.lock(event);
-        let Some(mut d) = self.delivery(id)? else {
+        let Some((held, mut d)) = self.lock_delivery(id)? else {
             return Ok(None);
         };
         if d.status.is_final() {
@@ -129,25 +121,12 @@ impl Store {
     /// At start: whatever was in flight when the last process stopped is due now.
     pub(super) fn recover_in_flight(&self, now: Millis) -> Result<usize, StoreError> {
         let mut recovered = 0;
-        let end = due_key(Millis::MAX, DeliveryId(ulid::Ulid(u128::MAX)));
-        let entries: Vec<sled::IVec> = self
-            .trees()
-            .due
-            .range(..=end)
-            .keys()
-            .collect::<Result<_, _>>()?;
+        let entries: Vec<sled::IVec> = self.trees().due.iter().keys().collect::<Result<_, _>>()?;
         for k in entries {
-            let Some(id) = k.get(8..).and_then(DeliveryId::from_key) else {
+            let Some((_, id)) = parse_due_key(&k) else {
                 continue;
             };
-            let Some(d) = self.delivery(id)? else {
-                continue;
-            };
-            if d.status != DeliveryStatus::InFlight {
-                continue;
-            }
-            let held = self.lock(d.event_id);
-            let Some(mut d) = self.delivery(id)? else {
+            let Some((held, mut d)) = self.lock_delivery(id)? else {
                 continue;
             };
             if d.status == DeliveryStatus::InFlight {
@@ -167,6 +146,19 @@ impl Store {
             );
         }
         Ok(recovered)
+    }
+
+    /// A delivery with its event's lock held, read under that lock (a writer may have changed it
+    /// between the first read, which finds the event, and the lock).
+    pub(super) fn lock_delivery(
+        &self,
+        id: DeliveryId,
+    ) -> Result<Option<(Held<'_>, DeliveryRecord)>, StoreError> {
+        let Some(event) = self.delivery(id)?.map(|d| d.event_id) else {
+            return Ok(None);
+        };
+        let held = self.lock(event);
+        Ok(self.delivery(id)?.map(|d| (held, d)))
     }
 
     /// Write `d` with its next attempt at `next`, moving its due entry in crash-safe order
