@@ -778,10 +778,10 @@ async fn kill_9_under_load_leaves_every_event_whole_or_absent() {
 fn check_whole(data: &Path, accepted: &[EventId]) {
     let store = Store::open(&data.join("sled")).unwrap();
     for id in accepted {
-        assert!(
-            store.event(*id).unwrap().is_some(),
-            "{id} acknowledged, then lost"
-        );
+        let e = store.event(*id).unwrap();
+        let e = e.unwrap_or_else(|| panic!("{id} acknowledged, then lost"));
+        // `from`/`to` listings filter by id time; received_at must be that same instant.
+        assert_eq!(e.received_at, id.timestamp_ms(), "{id}");
     }
     drop(store);
     let db = sled::open(data.join("sled")).unwrap();

@@ -286,6 +286,14 @@ mod tests {
     use DeliveryStatus::*;
 
     #[test]
+    fn a_delivery_is_created_at_its_id_time() {
+        // Listings filter `from`/`to` by id time, so the two must agree whatever `now` says.
+        let d = DeliveryRecord::new(EventId::generate(), "ns", "ep", None, 1);
+        assert_eq!(d.created_at, d.id.timestamp_ms());
+        assert_eq!(d.updated_at, 1);
+    }
+
+    #[test]
     fn ids_round_trip_and_sort_by_time() {
         let a = EventId::generate();
         let b = EventId::generate();
