@@ -65,6 +65,7 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
         listen,
         api_rate_limit: 1_000_000,
         retention: Default::default(),
+        delivery: Default::default(),
     };
     tokio::spawn(async move {
         if let Err(e) = server::run(opts).await {

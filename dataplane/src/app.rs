@@ -1,73 +1,51 @@
-//! The HTTP surface of a data-plane pod: one router for ingest, the REST API and probes.
+//! The HTTP surface of a data-plane pod: composes the routes each module owns (ingest, the REST
+//! API, probes) with `GET /openapi.json`, and nothing else.
 
-use std::sync::Arc;
+use std::sync::OnceLock;
 
-use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
-use tokio::sync::Notify;
+use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::config::LiveConfig;
 use crate::error;
-use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+use crate::{ingest, probes, rest};
 
-/// Shared by every handler. Each field is a handle to one stage.
-#[derive(Clone)]
-pub struct AppState {
-    pub live: LiveConfig,
-    pub store: Store,
-    /// Tells the delivery engine new deliveries are due now.
-    pub wake: Arc<Notify>,
-    pub metrics: Arc<Metrics>,
-    /// REST API state: per-key rate limits, the circuit-state hook.
-    pub rest: crate::rest::RestState,
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ingest::routes())
+        .merge(rest::routes())
+        .merge(probes::routes())
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of [`router`], from the same declarations as its routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
 }
 
 pub fn router(state: AppState) -> Router {
-    // Ingest, publish, the REST API and /openapi.json, documented by the same declarations.
-    Router::new()
-        .merge(crate::rest::router())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
-}
-
-/// Ready once a config is live (in cluster mode, once the operator's Secret has been read).
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let live = state.live.load();
-    if live.hash().is_empty() {
-        return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "waiting for config", "config_hash": null})),
-        );
-    }
-    (
-        axum::http::StatusCode::OK,
-        Json(json!({"status": "ready", "config_hash": live.hash()})),
-    )
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state
-        .metrics
-        .queue_depth
-        .set(state.store.queue_depth() as i64);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", body = serde_json::Value)))]
+async fn openapi_json() -> impl IntoResponse {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let json = DOC.get_or_init(|| {
+        openapi().to_json().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot render the OpenAPI document");
+            "{}".to_string()
+        })
+    });
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
 }

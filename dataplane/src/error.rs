@@ -3,7 +3,31 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every error: `{"error", "message", "code"}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP reason phrase, e.g. `Not Found`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// What went wrong, for programs, e.g. `RESOURCE_NOT_FOUND`, `INVALID_PARAMETER`.
+    pub code: String,
+}
+
+/// 429: too many requests for this API key.
+#[derive(Serialize, ToSchema)]
+pub struct RateLimitBody {
+    /// Always `rate_limit_exceeded`.
+    pub error: String,
+    pub message: String,
+    /// Always `RATE_LIMIT_EXCEEDED`.
+    pub code: String,
+    /// Seconds to wait (also in the `Retry-After` header).
+    pub retry_after: u64,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -51,6 +75,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::plan::PlanError> for ApiError {
+    fn from(e: crate::plan::PlanError) -> Self {
+        ApiError::not_found("ENDPOINT_NOT_FOUND", e.to_string())
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store error");
@@ -60,11 +90,15 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": self.status.canonical_reason().unwrap_or("Error"),
-            "message": self.message,
-            "code": self.code,
-        });
+        let body = ErrorBody {
+            error: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            message: self.message,
+            code: self.code.to_string(),
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()

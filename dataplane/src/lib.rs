@@ -1,6 +1,9 @@
-//! hookmesh data plane: ingest -> verify -> store -> route -> deliver, plus the REST API.
+//! hookmesh data plane: ingest -> verify -> store -> plan/route -> deliver, plus the REST API.
 //!
-//! One module per stage; `server` wires them together for the binary.
+//! One module per stage; `server` wires them together for the binary. The stages below the
+//! HTTP layer (`config`, `verify`, `route`, `plan`, `store`, `deliver`) know nothing of it;
+//! `state` is what the HTTP modules (`ingest`, `rest`, `probes`) share, and `app` composes
+//! their routes. `docs/architecture.md` draws the whole picture.
 
 pub mod app;
 pub mod auth;
@@ -10,9 +13,16 @@ pub mod deliver;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
+pub mod plan;
+pub mod probes;
+pub mod ratelimit;
 pub mod rest;
 pub mod retention;
 pub mod route;
 pub mod server;
+pub mod settings;
+pub mod standard_webhooks;
+pub mod state;
 pub mod store;
 pub mod verify;

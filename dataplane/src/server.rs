@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::Notify;
 
-use crate::app::{router, AppState};
+use crate::app::router;
 use crate::config::{self, LiveConfig};
 use crate::deliver;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
 use crate::store::Store;
 
 /// Where the config comes from.
@@ -30,6 +31,7 @@ pub struct Options {
     /// REST API requests per second per API key (0: unlimited).
     pub api_rate_limit: u32,
     pub retention: crate::retention::RetentionOptions,
+    pub delivery: deliver::Settings,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -64,20 +66,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     };
     tracing::info!(hash = %live.load().hash(), "config loaded");
-    let circuits = Arc::new(deliver::CircuitBoard::default());
+    let metrics = Arc::new(Metrics::new());
+    crate::retention::spawn(store.clone(), opts.retention);
+    let engine =
+        deliver::Engine::start(store.clone(), live.clone(), metrics.clone(), opts.delivery)
+            .context("starting the delivery engine")?;
+    let rate = opts.api_rate_limit;
     let state = AppState {
         live,
         store: store.clone(),
-        wake: Arc::new(Notify::new()),
-        metrics: Arc::new(Metrics::new()),
-        rest: crate::rest::RestState {
-            circuits: Some(circuits.clone()),
-            ..crate::rest::RestState::new(opts.api_rate_limit)
-        },
+        metrics,
+        limiter: Arc::new(RateLimiter::new(rate, rate.saturating_mul(2))),
+        circuits: engine.circuits(),
     };
-    crate::retention::spawn(store.clone(), opts.retention);
-    let engine = deliver::Engine::start(&state, deliver::Settings::from_env()?, circuits)
-        .context("starting the delivery engine")?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;

@@ -10,8 +10,7 @@ use super::backoff;
 use super::client::{Answer, HttpClient};
 use super::sign::{build_request, Outgoing};
 use crate::metrics::Metrics;
-use crate::store::deliver_ops::Claimed;
-use crate::store::{now_ms, AttemptRecord, Finish, Store};
+use crate::store::{now_ms, AttemptRecord, Claimed, Finish, Store};
 
 pub(super) struct Job {
     pub claimed: Claimed,

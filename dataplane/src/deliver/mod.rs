@@ -2,10 +2,12 @@
 //! endpoints, at least once.
 //!
 //! One scheduler task owns every per-endpoint decision (circuit breaker, in-flight cap, rate
-//! limit, `Retry-After` pause), so none of that state needs a lock. It wakes when ingest says
-//! new deliveries are due ([`AppState::wake`]), when the earliest queued delivery falls due, when
-//! an attempt finishes, and once a second regardless. Each claimed delivery runs as its own task
-//! ([`attempt`]) that records its outcome in the store before it reports back.
+//! limit, `Retry-After` pause), so none of that state needs a lock. It wakes when the store says
+//! a write made deliveries due now ([`Store::due_now`]), when the earliest queued delivery falls
+//! due, when an attempt finishes, and once a second regardless. Each claimed delivery runs as its
+//! own task ([`attempt`]) that records its outcome in the store before it reports back. After
+//! each round it publishes the breakers' states to a [`CircuitBoard`], which the REST API only
+//! reads: the engine knows nothing of HTTP handlers.
 //!
 //! A claim moves the delivery's due entry to the end of a lease (timeout plus a grace period),
 //! so a crash mid-attempt leaves it due again when the store next opens: a delivery can be sent
@@ -14,6 +16,7 @@
 mod attempt;
 pub mod backoff;
 pub mod breaker;
+mod circuits;
 pub mod client;
 pub mod limits;
 pub mod sign;
@@ -23,10 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookmesh_api::config::EndpointConfig;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
-use crate::app::AppState;
 use crate::config::{Live, LiveConfig};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, DeliveryId, Millis, Store};
@@ -34,6 +36,8 @@ use attempt::Health;
 use breaker::{Admit, Breaker};
 use client::HttpClient;
 use limits::TokenBucket;
+
+pub use circuits::CircuitBoard;
 
 /// Added to an endpoint's timeout for the claim's lease: enough to record the outcome.
 const LEASE_GRACE_MS: u64 = 10_000;
@@ -46,16 +50,16 @@ const SCAN_BUDGET: usize = 4096;
 /// The scheduler looks at the queue at least this often.
 const IDLE_TICK_MS: u64 = 1_000;
 
-/// Engine knobs that are not part of an Endpoint's spec.
+/// Engine knobs that are not part of an Endpoint's spec (set by the binary's flags).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Consecutive failures that open an endpoint's circuit (`HOOKMESH_BREAKER_THRESHOLD`).
+    /// Consecutive failures that open an endpoint's circuit (at least 1).
     pub breaker_threshold: u32,
-    /// How long an open circuit stays open before one probe (`HOOKMESH_BREAKER_COOLDOWN`).
+    /// How long an open circuit stays open before one probe.
     pub breaker_cooldown: Duration,
-    /// Attempts in flight at once across all endpoints (`HOOKMESH_DELIVERY_CONCURRENCY`).
+    /// Attempts in flight at once across all endpoints (at least 1).
     pub max_in_flight: usize,
-    /// How long shutdown waits for attempts in flight (`HOOKMESH_SHUTDOWN_GRACE`).
+    /// How long shutdown waits for attempts in flight.
     pub shutdown_grace: Duration,
 }
 
@@ -72,120 +76,32 @@ impl Default for Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{name}={value:?}: {expected}")]
-    BadSetting {
-        name: &'static str,
-        value: String,
-        expected: &'static str,
-    },
     #[error(transparent)]
     Client(#[from] client::ClientError),
-}
-
-impl Settings {
-    /// Defaults, overridden by the `HOOKMESH_*` variables named on each field.
-    pub fn from_env() -> Result<Self, EngineError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, EngineError> {
-        let mut s = Settings::default();
-        let bad =
-            |name: &'static str, value: &str, expected: &'static str| EngineError::BadSetting {
-                name,
-                value: value.to_string(),
-                expected,
-            };
-        let duration = |name: &'static str| -> Result<Option<Duration>, EngineError> {
-            get(name)
-                .map(|v| {
-                    hookmesh_api::duration::parse(v.trim())
-                        .ok_or_else(|| bad(name, &v, "a duration such as 500ms, 30s or 5m"))
-                })
-                .transpose()
-        };
-        let count = |name: &'static str| -> Result<Option<u64>, EngineError> {
-            get(name)
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| bad(name, &v, "a whole number of at least 1"))
-                })
-                .transpose()
-        };
-        if let Some(n) = count("HOOKMESH_BREAKER_THRESHOLD")? {
-            s.breaker_threshold = u32::try_from(n).unwrap_or(u32::MAX);
-        }
-        if let Some(d) = duration("HOOKMESH_BREAKER_COOLDOWN")? {
-            s.breaker_cooldown = d;
-        }
-        if let Some(n) = count("HOOKMESH_DELIVERY_CONCURRENCY")? {
-            s.max_in_flight = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        if let Some(d) = duration("HOOKMESH_SHUTDOWN_GRACE")? {
-            s.shutdown_grace = d;
-        }
-        Ok(s)
-    }
 }
 
 /// The running engine. Dropping it without [`Engine::shutdown`] stops it too, abruptly.
 pub struct Engine {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-}
-
-/// The breakers' states as the REST API shows them, refreshed by the scheduler after each round
-/// (the breakers themselves stay owned by the scheduler task, lock-free).
-#[derive(Default)]
-pub struct CircuitBoard {
-    states: std::sync::RwLock<HashMap<EndpointKey, &'static str>>,
-}
-
-impl CircuitBoard {
-    fn publish(&self, endpoints: &HashMap<EndpointKey, EndpointState>) {
-        let snapshot = endpoints
-            .iter()
-            .map(|(k, st)| {
-                let name = match st.breaker.state() {
-                    breaker::State::Closed { .. } => "closed",
-                    breaker::State::Open { .. } => "open",
-                    breaker::State::HalfOpen { .. } => "half_open",
-                };
-                (k.clone(), name)
-            })
-            .collect();
-        if let Ok(mut states) = self.states.write() {
-            *states = snapshot;
-        }
-    }
-}
-
-impl crate::rest::CircuitView for CircuitBoard {
-    fn circuit_state(&self, namespace: &str, endpoint: &str) -> Option<&'static str> {
-        let states = self.states.read().ok()?;
-        states
-            .get(&(namespace.to_string(), endpoint.to_string()))
-            .copied()
-    }
+    circuits: Arc<CircuitBoard>,
 }
 
 impl Engine {
-    /// Start the scheduler; `circuits` receives the breakers' states for the REST API.
+    /// Start the scheduler over `store`'s queue, sending to the endpoints of the live config.
     pub fn start(
-        state: &AppState,
+        store: Store,
+        live: LiveConfig,
+        metrics: Arc<Metrics>,
         settings: Settings,
-        circuits: Arc<CircuitBoard>,
     ) -> Result<Engine, EngineError> {
         let client = HttpClient::new()?;
         let (stop, stop_rx) = watch::channel(false);
+        let circuits = Arc::new(CircuitBoard::default());
         let scheduler = Scheduler {
-            store: state.store.clone(),
-            live: state.live.clone(),
-            wake: state.wake.clone(),
-            metrics: state.metrics.clone(),
+            store,
+            live,
+            metrics,
             client,
             settings,
             endpoints: HashMap::new(),
@@ -194,10 +110,19 @@ impl Engine {
             busy: HashSet::new(),
             parked: HashSet::new(),
             last_hash: String::new(),
-            circuits,
+            circuits: circuits.clone(),
         };
         let task = tokio::spawn(scheduler.run(stop_rx));
-        Ok(Engine { stop, task })
+        Ok(Engine {
+            stop,
+            task,
+            circuits,
+        })
+    }
+
+    /// The breakers' states, refreshed after every scheduling round, for the REST API to read.
+    pub fn circuits(&self) -> Arc<CircuitBoard> {
+        self.circuits.clone()
     }
 
     /// Stop claiming, give attempts in flight the grace period, then return. Attempts still
@@ -232,7 +157,6 @@ struct Running {
 struct Scheduler {
     store: Store,
     live: LiveConfig,
-    wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     client: HttpClient,
     settings: Settings,
@@ -277,14 +201,15 @@ impl Scheduler {
                 Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finished(done);
                 }
-                _ = self.wake.notified() => {}
+                _ = self.store.due_now() => {}
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
             }
             while let Some(done) = self.tasks.try_join_next_with_id() {
                 self.finished(done);
             }
             next = self.round();
-            self.circuits.publish(&self.endpoints);
+            self.circuits
+                .publish(self.endpoints.iter().map(|(k, st)| (k, st.breaker.state())));
         }
         self.drain().await;
     }
@@ -569,32 +494,6 @@ fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_from_env() {
-        let s = Settings::from_lookup(|_| None).expect("defaults");
-        assert_eq!(s.breaker_threshold, 5);
-        let s = Settings::from_lookup(|n| match n {
-            "HOOKMESH_BREAKER_THRESHOLD" => Some("2".into()),
-            "HOOKMESH_BREAKER_COOLDOWN" => Some("750ms".into()),
-            "HOOKMESH_DELIVERY_CONCURRENCY" => Some("64".into()),
-            "HOOKMESH_SHUTDOWN_GRACE" => Some("3s".into()),
-            _ => None,
-        })
-        .expect("valid");
-        assert_eq!(s.breaker_threshold, 2);
-        assert_eq!(s.breaker_cooldown, Duration::from_millis(750));
-        assert_eq!(s.max_in_flight, 64);
-        assert_eq!(s.shutdown_grace, Duration::from_secs(3));
-        for (name, value) in [
-            ("HOOKMESH_BREAKER_THRESHOLD", "0"),
-            ("HOOKMESH_BREAKER_THRESHOLD", "many"),
-            ("HOOKMESH_BREAKER_COOLDOWN", "30"),
-        ] {
-            let err = Settings::from_lookup(|n| (n == name).then(|| value.to_string()));
-            assert!(err.is_err(), "{name}={value} accepted");
-        }
-    }
 
     #[test]
     fn earliest_of_optional_times() {

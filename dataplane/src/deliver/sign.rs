@@ -6,8 +6,8 @@ use hookmesh_api::config::EndpointConfig;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http_body_util::Full;
 
+use crate::standard_webhooks as sw;
 use crate::store::{DeliveryRecord, EventRecord, Payload};
-use crate::verify::sign_standard_webhooks;
 
 pub const USER_AGENT_VALUE: &str = concat!("hookmesh/", env!("CARGO_PKG_VERSION"));
 
@@ -39,7 +39,7 @@ pub fn build_request(o: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>, Bui
     // The event id, not the delivery id: receivers deduplicate on webhook-id, and a retry or a
     // replay of the same event must look like the same message to them.
     let msg_id = o.event.id.to_string();
-    let signature = sign_standard_webhooks(
+    let signature = sw::sign(
         o.endpoint.signing_key.expose(),
         &msg_id,
         o.timestamp,
@@ -47,9 +47,9 @@ pub fn build_request(o: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>, Bui
     );
     let mut req = http::Request::post(uri)
         .header(USER_AGENT, USER_AGENT_VALUE)
-        .header("webhook-id", &msg_id)
-        .header("webhook-timestamp", o.timestamp.to_string())
-        .header("webhook-signature", signature)
+        .header(sw::ID, &msg_id)
+        .header(sw::TIMESTAMP, o.timestamp.to_string())
+        .header(sw::SIGNATURE, signature)
         .header("hookmesh-source", &o.event.source)
         .header("hookmesh-delivery-id", o.delivery.id.to_string())
         .header("hookmesh-attempt", o.attempt.to_string());
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(get("webhook-timestamp"), "1700000000");
         assert_eq!(
             get("webhook-signature"),
-            sign_standard_webhooks(b"key", &event.id.to_string(), 1_700_000_000, b"{}")
+            sw::sign(b"key", &event.id.to_string(), 1_700_000_000, b"{}")
         );
         assert_eq!(get("content-type"), "application/json; charset=utf-8");
         assert_eq!(get("hookmesh-event-type"), "push");

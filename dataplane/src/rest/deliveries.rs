@@ -11,10 +11,10 @@ use super::events::payload_expired;
 use super::model::*;
 use super::params::{self, cursor, Params, PathId};
 use super::{blocking, visible, Auth};
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::store::query::{DeliveryFilter, SCAN_BUDGET};
-use crate::store::{now_ms, DeliveryId, DeliveryStatus, EventId};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::RestErrors;
+use crate::state::AppState;
+use crate::store::{now_ms, DeliveryFilter, DeliveryId, DeliveryStatus, EventId, SCAN_BUDGET};
 
 const DELIVERY_STATUSES: &[&str] = &[
     "pending",
@@ -62,12 +62,8 @@ pub struct ListDeliveriesQuery {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "A page of deliveries, newest first", body = DeliveryPage),
-        (status = 400, description = "A malformed parameter (`INVALID_PARAMETER`)", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "The key may not see the namespace asked for", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
@@ -145,12 +141,8 @@ fn find_delivery(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The delivery and its attempts", body = DeliveryDetail),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 404, description = "No such delivery (or not in the key's namespace)", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn get_delivery(
     State(state): State<AppState>,
@@ -177,15 +169,11 @@ pub async fn get_delivery(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 202, description = "Queued; the delivery as it is now", body = DeliveryView),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "A read-only key", body = ErrorBody),
         (status = 404, description = "No such delivery", body = ErrorBody),
         (status = 409, description = "An attempt is in flight (`DELIVERY_IN_FLIGHT`)", body = ErrorBody),
         (status = 410, description = "The event's payload expired: nothing to deliver", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn retry_delivery(
     State(state): State<AppState>,
@@ -207,6 +195,5 @@ pub async fn retry_delivery(
     let d = state.store.requeue(id, now_ms())?.ok_or_else(|| {
         ApiError::not_found("RESOURCE_NOT_FOUND", format!("Delivery {id} not found"))
     })?;
-    state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(DeliveryView::from(&d))).into_response())
 }

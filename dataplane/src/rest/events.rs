@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -14,13 +14,16 @@ use wildmatch::WildMatch;
 use super::model::*;
 use super::params::{self, cursor, JsonBody, Params, PathId};
 use super::{blocking, visible, Auth};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::config::Live;
-use crate::error::ApiError;
-use crate::route::{self, LazyJson, RouteInput};
-use crate::store::query::{EventFilter, SCAN_BUDGET};
-use crate::store::{now_ms, DeliveryRecord, EventId, EventRecord, EventStatus, Store};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::RestErrors;
+use crate::plan::{self, Targets};
+use crate::route::{LazyJson, RouteInput};
+use crate::state::AppState;
+use crate::store::{
+    now_ms, DeliveryRecord, EventFilter, EventId, EventRecord, EventStatus, Store, SCAN_BUDGET,
+};
 
 const EVENT_STATUSES: &[&str] = &[
     "pending",
@@ -130,12 +133,8 @@ fn event_filter(caller: &Caller, q: &ListEventsQuery) -> Result<EventFilter, Api
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "A page of events, newest first", body = EventPage),
-        (status = 400, description = "A malformed parameter (`INVALID_PARAMETER`)", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "The key may not see the namespace asked for", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn list_events(
     State(state): State<AppState>,
@@ -190,12 +189,8 @@ pub struct GetEventQuery {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The event", body = EventDetail),
-        (status = 400, description = "Malformed id or include", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 404, description = "No such event (or not in the key's namespace)", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn get_event(
     State(state): State<AppState>,
@@ -257,13 +252,9 @@ pub(super) fn payload_expired(id: EventId) -> ApiError {
     responses(
         (status = 200, description = "The body exactly as received, with its original content type",
             content((Vec<u8> = "application/octet-stream"), (serde_json::Value = "application/json"), (String = "text/plain"))),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
         (status = 410, description = "The payload expired (`PAYLOAD_EXPIRED`)", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn get_payload(
     State(state): State<AppState>,
@@ -298,12 +289,8 @@ pub async fn get_payload(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Its deliveries", body = DeliveryList),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn event_deliveries(
     State(state): State<AppState>,
@@ -326,12 +313,8 @@ pub async fn event_deliveries(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The timeline, oldest first", body = Timeline),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn timeline(
     State(state): State<AppState>,
@@ -428,7 +411,7 @@ pub async fn timeline(
 }
 
 /// Create new deliveries of `e` (to `endpoints`, or wherever the current routing sends it), due
-/// now.
+/// now. The store queues them and wakes the delivery engine.
 fn replay_one(
     store: &Store,
     live: &Live,
@@ -439,51 +422,32 @@ fn replay_one(
         return Err(payload_expired(e.id));
     };
     let now = now_ms();
-    let targets: Vec<(String, Option<String>)> = match endpoints {
+    let records = match endpoints {
         Some(names) => {
-            let mut seen = BTreeSet::new();
-            let mut out = Vec::new();
-            for n in names {
-                let n = params::name("endpoints", n)?;
-                if live.endpoint(&e.namespace, &n).is_none() {
-                    return Err(ApiError::not_found(
-                        "ENDPOINT_NOT_FOUND",
-                        format!("Endpoint {}/{n} not found", e.namespace),
-                    ));
-                }
-                if seen.insert(n.clone()) {
-                    out.push((n, None));
-                }
-            }
-            out
+            let names = names
+                .iter()
+                .map(|n| params::name("endpoints", n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let targets = Targets::Endpoints {
+                namespace: &e.namespace,
+                names: &names,
+            };
+            plan::plan(live, e.id, targets, now)?
         }
         None => {
-            let mut headers = HeaderMap::new();
-            for (name, value) in &payload.headers {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_bytes(value),
-                ) {
-                    headers.append(n, v);
-                }
-            }
+            let headers = plan::stored_headers(&payload);
             let body = LazyJson::lazy(&payload.body);
-            route::route(
-                live,
-                &RouteInput {
-                    namespace: &e.namespace,
-                    source: &e.source,
-                    event_type: e.event_type.as_deref(),
-                    headers: &headers,
-                    body: &body,
-                },
-            )
-            .into_iter()
-            .map(|r| (r.endpoint, Some(r.subscription)))
-            .collect()
+            let input = RouteInput {
+                namespace: &e.namespace,
+                source: &e.source,
+                event_type: e.event_type.as_deref(),
+                headers: &headers,
+                body: &body,
+            };
+            plan::plan(live, e.id, Targets::Routed(&input), now)?
         }
     };
-    if targets.is_empty() {
+    if records.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "NO_ROUTE",
@@ -493,12 +457,6 @@ fn replay_one(
             ),
         ));
     }
-    let records: Vec<DeliveryRecord> = targets
-        .iter()
-        .map(|(endpoint, sub)| {
-            DeliveryRecord::new(e.id, &e.namespace, endpoint, sub.as_deref(), now)
-        })
-        .collect();
     store.add_deliveries(e.id, &records)?;
     Ok(records)
 }
@@ -518,15 +476,11 @@ fn replay_result(id: EventId, records: &[DeliveryRecord]) -> ReplayResult {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 202, description = "New deliveries queued", body = ReplayResult),
-        (status = 400, description = "Malformed id or body", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "A read-only key", body = ErrorBody),
         (status = 404, description = "No such event, or a listed endpoint does not exist", body = ErrorBody),
         (status = 410, description = "The payload expired: nothing to deliver", body = ErrorBody),
         (status = 422, description = "No endpoint to replay to (`NO_ROUTE`)", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn replay(
     State(state): State<AppState>,
@@ -538,12 +492,11 @@ pub async fn replay(
     let e = find_event(&state.store, &caller, id)?;
     let live = state.live.load();
     let records = replay_one(&state.store, &live, &e, body.endpoints.as_deref())?;
-    state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(replay_result(id, &records))).into_response())
 }
 
 /// What a bulk replay works on: events a filter found, or ids still to look up.
-enum Targets {
+enum BulkTargets {
     Records(Vec<EventRecord>),
     Ids(Vec<EventId>),
 }
@@ -555,12 +508,8 @@ enum Targets {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 202, description = "What was replayed, and what could not be", body = BulkReplayResult),
-        (status = 400, description = "Malformed body, both or neither of ids and filter, too many ids", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "A read-only key, or a namespace the key may not see", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn bulk_replay(
     State(state): State<AppState>,
@@ -589,7 +538,7 @@ pub async fn bulk_replay(
                     parsed.push(id);
                 }
             }
-            (Targets::Ids(parsed), false, None)
+            (BulkTargets::Ids(parsed), false, None)
         }
         (None, Some(f)) => {
             let q = ListEventsQuery {
@@ -635,7 +584,7 @@ pub async fn bulk_replay(
             let next = page
                 .next
                 .map(|n| cursor::encode(cursor::EVENTS, fingerprint, n.0));
-            (Targets::Records(page.items), next.is_some(), next)
+            (BulkTargets::Records(page.items), next.is_some(), next)
         }
         _ => return Err(invalid("give either ids or filter")),
     };
@@ -644,8 +593,8 @@ pub async fn bulk_replay(
     let store = state.store.clone();
     let (results, errors) = blocking(move || {
         let records: Vec<Result<EventRecord, (EventId, ApiError)>> = match events {
-            Targets::Records(records) => records.into_iter().map(Ok).collect(),
-            Targets::Ids(ids) => ids
+            BulkTargets::Records(records) => records.into_iter().map(Ok).collect(),
+            BulkTargets::Ids(ids) => ids
                 .into_iter()
                 .map(|id| find_event(&store, &caller, id).map_err(|e| (id, e)))
                 .collect(),
@@ -671,9 +620,6 @@ pub async fn bulk_replay(
         Ok((results, errors))
     })
     .await?;
-    if !results.is_empty() {
-        state.wake.notify_one();
-    }
     Ok((
         StatusCode::ACCEPTED,
         Json(BulkReplayResult {
@@ -693,13 +639,9 @@ pub async fn bulk_replay(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "A read-only key", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        RestErrors,
     ))]
 pub async fn delete_event(
     State(state): State<AppState>,

@@ -11,10 +11,12 @@ use utoipa::IntoParams;
 
 use super::model::*;
 use super::params::{self, Params};
-use super::{visible, Auth, RestState};
-use crate::app::AppState;
-use crate::error::ApiError;
+use super::{visible, Auth};
+use crate::deliver::CircuitBoard;
+use crate::error::{ApiError, ErrorBody};
 use crate::metrics::Metrics;
+use crate::openapi::RestErrors;
+use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -60,10 +62,19 @@ fn endpoint_counters(metrics: &Metrics, namespace: &str, endpoint: &str) -> Endp
     }
 }
 
+/// `closed`, `open` or `half_open` as the delivery engine last published it; `unknown` before
+/// the engine has met the endpoint.
+fn circuit(circuits: &CircuitBoard, namespace: &str, endpoint: &str) -> String {
+    circuits
+        .state(namespace, endpoint)
+        .unwrap_or("unknown")
+        .to_string()
+}
+
 fn endpoint_view(
     e: &EndpointConfig,
     subscriptions: usize,
-    rest: &RestState,
+    circuits: &CircuitBoard,
     metrics: &Metrics,
 ) -> EndpointView {
     EndpointView {
@@ -82,7 +93,7 @@ fn endpoint_view(
         max_in_flight: e.max_in_flight,
         disabled: e.disabled,
         subscription_count: subscriptions,
-        circuit: rest.circuit(&e.namespace, &e.name),
+        circuit: circuit(circuits, &e.namespace, &e.name),
         counters: endpoint_counters(metrics, &e.namespace, &e.name),
     }
 }
@@ -93,11 +104,8 @@ fn endpoint_view(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Sources, by namespace and name", body = SourceList),
-        (status = 400, description = "A malformed parameter", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "The key may not see the namespace asked for", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        RestErrors,
     ))]
 pub async fn sources(
     State(state): State<AppState>,
@@ -141,11 +149,8 @@ pub async fn sources(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Endpoints, by namespace and name", body = EndpointList),
-        (status = 400, description = "A malformed parameter", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "The key may not see the namespace asked for", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        RestErrors,
     ))]
 pub async fn endpoints(
     State(state): State<AppState>,
@@ -165,7 +170,7 @@ pub async fn endpoints(
                 .iter()
                 .filter(|s| s.namespace == e.namespace && s.endpoint == e.name)
                 .count();
-            endpoint_view(e, n, &state.rest, &state.metrics)
+            endpoint_view(e, n, &state.circuits, &state.metrics)
         })
         .collect();
     Ok(Json(EndpointList {
@@ -180,11 +185,8 @@ pub async fn endpoints(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Subscriptions, by namespace and name", body = SubscriptionList),
-        (status = 400, description = "A malformed parameter", body = ErrorBody),
-        (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "The key may not see the namespace asked for", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = RateLimitBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        RestErrors,
     ))]
 pub async fn subscriptions(
     State(state): State<AppState>,
@@ -206,7 +208,7 @@ pub async fn subscriptions(
             event_types: s.filter.event_types.clone(),
             header_matchers: s.filter.headers.len(),
             body_matchers: s.filter.body.len(),
-            endpoint_circuit: state.rest.circuit(&s.namespace, &s.endpoint),
+            endpoint_circuit: circuit(&state.circuits, &s.namespace, &s.endpoint),
             endpoint_counters: endpoint_counters(&state.metrics, &s.namespace, &s.endpoint),
         })
         .collect();

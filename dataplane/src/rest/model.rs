@@ -9,29 +9,6 @@ use utoipa::ToSchema;
 use super::params::rfc3339;
 use crate::store::{AttemptRecord, DeliveryRecord, EventRecord, Origin, Payload};
 
-/// Every error: `{"error", "message", "code"}`.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The HTTP reason phrase, e.g. `Not Found`.
-    pub error: String,
-    /// What went wrong, for people.
-    pub message: String,
-    /// What went wrong, for programs, e.g. `RESOURCE_NOT_FOUND`, `INVALID_PARAMETER`.
-    pub code: String,
-}
-
-/// 429: too many requests for this API key.
-#[derive(Serialize, ToSchema)]
-pub struct RateLimitBody {
-    /// Always `rate_limit_exceeded`.
-    pub error: String,
-    pub message: String,
-    /// Always `RATE_LIMIT_EXCEEDED`.
-    pub code: String,
-    /// Seconds to wait (also in the `Retry-After` header).
-    pub retry_after: u64,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct Pagination {
     pub limit: usize,

@@ -3,8 +3,9 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sled::Tree;
 
-use super::StoreError;
+use super::errors::StoreError;
 
 const FORMAT_V1: u8 = 1;
 
@@ -22,4 +23,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
         Some((other, _)) => Err(StoreError::Codec(format!("unknown record format {other}"))),
         None => Err(StoreError::Codec("empty record".into())),
     }
+}
+
+/// Read and decode one record.
+pub(crate) fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+    tree.get(key)?.map(|v| decode(&v)).transpose()
+}
+
+/// Encode and write one record.
+pub(crate) fn put<T: Serialize>(tree: &Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+    tree.insert(key, encode(value)?)?;
+    Ok(())
 }

@@ -21,7 +21,11 @@ use std::thread;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::*;
+use super::codec::{self, get, put};
+use super::errors::StoreError;
+use super::handle::{Signals, Store, Trees};
+use super::keys::*;
+use super::model::*;
 
 /// Most ingests written by one group and one flush.
 const MAX_GROUP: usize = 512;
@@ -72,12 +76,19 @@ impl Drop for Committer {
     }
 }
 
+impl Store {
+    /// Store a new event with its payload and deliveries; resolves after the fsync.
+    pub async fn ingest(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
+        self.inner.committer.submit(new).await
+    }
+}
+
 impl Committer {
-    pub fn start(db: sled::Db, trees: Trees) -> Self {
+    pub fn start(db: sled::Db, trees: Trees, signals: Signals) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let spawned = thread::Builder::new()
             .name("hookmesh-commit".into())
-            .spawn(move || run(db, trees, rx));
+            .spawn(move || run(db, trees, signals, rx));
         let thread = match spawned {
             Ok(t) => Some(t),
             Err(e) => {
@@ -102,7 +113,7 @@ impl Committer {
     }
 }
 
-fn run(db: sled::Db, trees: Trees, mut rx: mpsc::Receiver<Job>) {
+fn run(db: sled::Db, trees: Trees, signals: Signals, mut rx: mpsc::Receiver<Job>) {
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -112,6 +123,14 @@ fn run(db: sled::Db, trees: Trees, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        if let Err(refused) = signals.writable() {
+            for job in group.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::WritesRefused(refused.to_string())));
+            }
+            continue;
+        }
         let news: Vec<&NewEvent> = group.iter().map(|j| &j.new).collect();
         let result = write_group(&trees, &news).and_then(|outcomes| {
             db.flush()?;
@@ -119,15 +138,24 @@ fn run(db: sled::Db, trees: Trees, mut rx: mpsc::Receiver<Job>) {
         });
         match result {
             Ok(outcomes) => {
+                let due_now = news.iter().any(|n| !n.deliveries.is_empty());
                 for (job, outcome) in group.drain(..).zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
+                if due_now {
+                    signals.due.notify_one();
+                }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = group.len(), "group commit failed");
-                let message = e.to_string();
+                // Part of the group may be in the trees; a later flush would make it durable
+                // though no caller heard 202. Refuse every write from now on; the next open
+                // repairs the group from its intent record.
+                let reason = e.to_string();
+                tracing::error!(error = %reason, events = group.len(),
+                    "group commit failed; the store now refuses writes until restarted");
+                let _ = signals.failed.set(reason.clone());
                 for job in group.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Codec(message.clone())));
+                    let _ = job.reply.send(Err(StoreError::Flush(reason.clone())));
                 }
             }
         }
@@ -324,11 +352,11 @@ pub(super) fn recover_last_group(t: &Trees) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{keys, new_event, open};
+    use super::super::testing::{keys, new_event, open, reopen};
     use super::*;
 
     /// The trees after `write_group`, in the order it writes them (the intent comes first).
-    fn tree_order(t: &Trees) -> [&Tree; 8] {
+    fn tree_order(t: &Trees) -> [&sled::Tree; 8] {
         [
             &t.payloads,
             &t.deliveries,
@@ -414,7 +442,7 @@ mod tests {
     fn a_group_cut_before_its_event_records_leaves_no_trace_of_them() {
         for cut in 0..=5 {
             let (_dir, path, first, second) = crash_after(cut);
-            let store = Store::open(&path).expect("reopen");
+            let store = reopen(&path);
             assert!(
                 is_whole(&store, &first),
                 "cut {cut}: the first event is whole"
@@ -432,7 +460,7 @@ mod tests {
     fn a_group_cut_after_its_event_records_is_completed() {
         for cut in 6..=8 {
             let (_dir, path, first, second) = crash_after(cut);
-            let store = Store::open(&path).expect("reopen");
+            let store = reopen(&path);
             assert!(is_whole(&store, &first), "cut {cut}");
             assert!(is_whole(&store, &second), "cut {cut}: due entries restored");
             // The claim is back, so the provider's retry is a duplicate, not a second event.

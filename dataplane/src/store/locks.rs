@@ -10,7 +10,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::EventId;
+use super::model::EventId;
 
 /// More stripes than attempts that can finish at once, so unrelated events rarely share one.
 const STRIPES: usize = 256;

@@ -9,9 +9,17 @@
 //!
 //! A claimed delivery keeps a due entry at its lease expiry, so a crash mid-attempt leaves it
 //! due again: delivery is at-least-once, never at-most-once.
+//!
+//! Every write that makes a delivery due now (ingest's commit, replay, retry, requeue, recovery)
+//! notifies the engine through the store's due signal, here in `move_due` and
+//! `add_deliveries`, so no caller has to remember to.
 
+use super::codec::put;
+use super::errors::StoreError;
+use super::handle::Store;
+use super::keys::*;
 use super::locks::Held;
-use super::*;
+use super::model::*;
 
 /// How an attempt ended, as far as the queue is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +35,136 @@ pub enum Finish {
     DeadLetter,
 }
 
+// The `rounds` tree: a delivery that finished (success, failed, dead letter) and is put back in
+// the queue by a manual retry starts a fresh round of `maxAttempts`; attempt numbers keep growing
+// so earlier attempt records stay, hence the offset it keeps.
+
+/// A claimed delivery and where its current round of attempts began.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub delivery: DeliveryRecord,
+    /// Attempts made before this round; the round's attempt count is `attempts - round_start`.
+    pub round_start: u32,
+}
+
 impl Store {
+    /// Due entries at or before `now`, strictly after `after`, earliest first.
+    pub fn due_after(
+        &self,
+        now: Millis,
+        after: Option<(Millis, DeliveryId)>,
+        limit: usize,
+    ) -> Result<Vec<(Millis, DeliveryId)>, StoreError> {
+        let end = due_key(now, DeliveryId(ulid::Ulid(u128::MAX)));
+        let range = match after {
+            Some((at, _)) if at > now => return Ok(Vec::new()),
+            Some((at, id)) => {
+                let start = due_key(at, id);
+                self.trees().due.range(start..=end)
+            }
+            None => self.trees().due.range(..=end),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in range {
+            let (k, _) = item?;
+            let Some(entry) = parse_due_key(&k) else {
+                continue;
+            };
+            if Some(entry) == after {
+                continue;
+            }
+            out.push(entry);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest due time strictly after `now`, if any.
+    pub fn next_due_after(&self, now: Millis) -> Result<Option<Millis>, StoreError> {
+        let start = due_key(now.saturating_add(1), DeliveryId(ulid::Ulid(0)));
+        match self.trees().due.range(start..).next() {
+            Some(item) => Ok(parse_due_key(&item?.0).map(|(at, _)| at)),
+            None => Ok(None),
+        }
+    }
+
+    /// Take a due delivery for an attempt: mark it in flight and move its due entry to the
+    /// lease expiry. `None` when it is no longer due (taken, finished, moved or deleted); a
+    /// stale entry is removed on the way. Also tells where the delivery's current round of
+    /// attempts began: a delivery queued again after it finished (`pending` with attempts behind
+    /// it) starts a new round here.
+    pub fn claim_attempt(
+        &self,
+        due_at: Millis,
+        id: DeliveryId,
+        lease_until: Millis,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let t = self.trees();
+        let (held, mut d) = match self.lock_delivery(id)? {
+            Some((held, d)) if !d.status.is_final() && d.next_attempt_at == Some(due_at) => {
+                (held, d)
+            }
+            // Deleted, finished, or moved since this entry was written: the entry is stale.
+            // Bound, not dropped, so the event stays locked while the entry goes.
+            _stale => {
+                t.due.remove(due_key(due_at, id))?;
+                return Ok(None);
+            }
+        };
+        let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
+            t.rounds.insert(id.to_key(), &d.attempts.to_be_bytes())?;
+            d.attempts
+        } else {
+            match t.rounds.get(id.to_key())? {
+                Some(v) => v
+                    .as_ref()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Codec("bad round record".into()))?,
+                None => 0,
+            }
+        };
+        d.status = DeliveryStatus::InFlight;
+        d.updated_at = now_ms();
+        self.move_due(&held, &mut d, Some(lease_until))?;
+        Ok(Some(Claimed {
+            delivery: d,
+            round_start,
+        }))
+    }
+
+    /// Make every waiting delivery of one endpoint due at `now` (the endpoint was paused,
+    /// disabled or missing, and is back). Returns how many moved.
+    pub fn pull_forward(
+        &self,
+        namespace: &str,
+        endpoint: &str,
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for item in self
+            .trees()
+            .idx_endpoint
+            .scan_prefix(name_prefix(namespace, endpoint))
+        {
+            let (k, _) = item?;
+            let Some(id) = endpoint_key_delivery(&k) else {
+                continue;
+            };
+            let Some(d) = self.delivery(id)? else {
+                continue;
+            };
+            let waiting = matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying);
+            if waiting && d.next_attempt_at.is_some_and(|at| at > now) {
+                self.requeue(id, now)?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
     /// Earliest due time in the queue, if any.
     pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
         Ok(self
@@ -36,11 +173,6 @@ impl Store {
             .first()?
             .and_then(|(k, _)| parse_due_key(&k))
             .map(|(at, _)| at))
-    }
-
-    /// Number of entries in the due queue (metrics).
-    pub fn queue_depth(&self) -> usize {
-        self.trees().due.len()
     }
 
     /// Record an attempt and its outcome; roll the event's status up. Returns the delivery.
@@ -56,11 +188,7 @@ impl Store {
         };
         // The attempt first: if only it survives a crash, the delivery is still due and the
         // next attempt, with the same number, replaces it.
-        put(
-            &t.attempts,
-            &concat(&[&id.to_key(), &attempt.number.to_be_bytes()]),
-            &attempt,
-        )?;
+        put(&t.attempts, &attempt_key(id, attempt.number), &attempt)?;
         d.attempts = d.attempts.max(attempt.number);
         d.last_status_code = attempt.status_code;
         d.last_error = attempt.error;
@@ -99,7 +227,7 @@ impl Store {
     /// Add deliveries to an existing event (replay) and queue them now.
     pub fn add_deliveries(&self, event: EventId, new: &[DeliveryRecord]) -> Result<(), StoreError> {
         let t = self.trees();
-        let held = self.lock(event);
+        let held = self.lock(event)?;
         if !t.events.contains_key(event.to_key())? {
             return Ok(());
         }
@@ -113,6 +241,7 @@ impl Store {
         for d in new {
             if let Some(at) = d.next_attempt_at {
                 t.due.insert(due_key(at, d.id), &[])?;
+                self.signals().made_due(at);
             }
         }
         Ok(())
@@ -157,7 +286,7 @@ impl Store {
         let Some(event) = self.delivery(id)?.map(|d| d.event_id) else {
             return Ok(None);
         };
-        let held = self.lock(event);
+        let held = self.lock(event)?;
         Ok(self.delivery(id)?.map(|d| (held, d)))
     }
 
@@ -178,6 +307,9 @@ impl Store {
         put(&t.deliveries, &d.id.to_key(), d)?;
         if let Some(at) = old.filter(|at| Some(*at) != next) {
             t.due.remove(due_key(at, d.id))?;
+        }
+        if let Some(at) = next {
+            self.signals().made_due(at);
         }
         Ok(())
     }
@@ -220,134 +352,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::testing::{ingest, keys, new_event, open};
-    use super::*;
-
-    fn attempt(n: u32) -> AttemptRecord {
-        AttemptRecord {
-            number: n,
-            started_at: 0,
-            duration_ms: 1,
-            status_code: Some(200),
-            response_body: vec![],
-            error: None,
-        }
-    }
-
-    #[test]
-    fn concurrent_finishes_of_one_event_roll_up_once() {
-        let (_dir, store) = open();
-        let new = new_event("github", 16, None, 10);
-        let (event, ids) = (new.event.id, new.event.delivery_ids.clone());
-        ingest(&store, new);
-        std::thread::scope(|s| {
-            for (i, id) in ids.iter().enumerate() {
-                let store = store.clone();
-                s.spawn(move || {
-                    store
-                        .claim_attempt(10, *id, 1000 + i as u64)
-                        .expect("claim")
-                        .expect("due");
-                    store
-                        .finish(*id, attempt(1), Finish::Success)
-                        .expect("finish");
-                });
-            }
-        });
-        let e = store.event(event).expect("read").expect("stored");
-        assert_eq!(e.status, EventStatus::Delivered);
-        let index: Vec<Vec<u8>> = keys(&store.trees().idx_status)
-            .into_iter()
-            .filter(|k| k.ends_with(&event.to_key()))
-            .collect();
-        assert_eq!(index, vec![status_key(EventStatus::Delivered, event)]);
-        assert_eq!(store.queue_depth(), 0, "every due entry and lease is gone");
-    }
-
-    /// Races between writers of one event are too rare to catch by chance, so check the
-    /// mechanism itself: each writer waits for the event's lock.
-    #[test]
-    fn writers_of_one_event_wait_for_its_lock() {
-        let (_dir, store) = open();
-        let new = new_event("github", 3, None, 10);
-        let (event, ids) = (new.event.id, new.event.delivery_ids.clone());
-        ingest(&store, new);
-        type Op = Box<dyn FnOnce(&Store) + Send>;
-        let (a, b, c) = (ids[0], ids[1], ids[2]);
-        let ops: Vec<(&str, Op)> = vec![
-            ("claim", Box::new(move |s| drop(s.claim_attempt(10, a, 99)))),
-            (
-                "finish",
-                Box::new(move |s| drop(s.finish(b, attempt(1), Finish::Success))),
-            ),
-            ("requeue", Box::new(move |s| drop(s.requeue(c, 20)))),
-            ("delete", Box::new(move |s| drop(s.delete_event(event)))),
-        ];
-        for (name, op) in ops {
-            let held = store.lock(event);
-            let (tx, rx) = std::sync::mpsc::channel();
-            let s = store.clone();
-            let worker = std::thread::spawn(move || {
-                op(&s);
-                let _ = tx.send(());
-            });
-            assert!(
-                rx.recv_timeout(std::time::Duration::from_millis(200))
-                    .is_err(),
-                "{name} ran while another writer held the event"
-            );
-            drop(held);
-            assert!(
-                rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
-                "{name} never ran"
-            );
-            worker.join().expect("no panic");
-        }
-        assert!(store.event(event).expect("read").is_none(), "deleted last");
-    }
-
-    #[test]
-    fn a_stale_due_entry_is_dropped_not_claimed() {
-        let (_dir, store) = open();
-        let new = new_event("github", 1, None, 10);
-        let id = new.deliveries[0].id;
-        ingest(&store, new);
-        store.requeue(id, 50).expect("requeue").expect("exists");
-        // As if a crash kept the old entry while the record moved on.
-        store
-            .trees()
-            .due
-            .insert(due_key(10, id), &[])
-            .expect("insert");
-        assert!(store.claim_attempt(10, id, 500).expect("claim").is_none());
-        assert!(!store
-            .trees()
-            .due
-            .contains_key(due_key(10, id))
-            .expect("read"));
-        let c = store
-            .claim_attempt(50, id, 500)
-            .expect("claim")
-            .expect("due");
-        assert_eq!(c.delivery.status, DeliveryStatus::InFlight);
-        assert_eq!(store.next_due().expect("read"), Some(500));
-    }
-
-    #[test]
-    fn in_flight_deliveries_are_due_again_after_a_restart() {
-        let (dir, store) = open();
-        let new = new_event("github", 2, None, 10);
-        let ids = new.event.delivery_ids.clone();
-        ingest(&store, new);
-        store
-            .claim_attempt(10, ids[0], u64::MAX / 2)
-            .expect("claim");
-        drop(store);
-        let store = Store::open(&dir.path().join("sled")).expect("reopen");
-        let d = store.delivery(ids[0]).expect("read").expect("stored");
-        assert_eq!(d.status, DeliveryStatus::Pending);
-        assert!(d.next_attempt_at.is_some_and(|at| at < u64::MAX / 2));
-        assert_eq!(store.queue_depth(), 2);
-    }
-}
+mod tests;

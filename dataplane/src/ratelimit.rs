@@ -1,8 +1,11 @@
-//! Per-key rate limiting: one token bucket per API key id.
+//! Per-key rate limiting of the REST API: one token bucket per API key id.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// Default `--api-rate-limit`: requests per second per API key.
+pub const DEFAULT_RATE_LIMIT: u32 = 100;
 
 /// Token buckets keyed by API key id; `per_second == 0` turns limiting off.
 pub struct RateLimiter {

@@ -1,0 +1,168 @@
+//! Every knob of the data plane, in one place: the command line, each flag also settable by a
+//! `HOOKMESH_*` variable and listed by `--help`. The chart's `dataplane.settings` values map onto
+//! these one to one. Parsed once at start and handed down as typed settings; no stage reads the
+//! environment itself.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::deliver;
+use crate::ratelimit::DEFAULT_RATE_LIMIT;
+use crate::retention::RetentionOptions;
+use crate::server::{ConfigFrom, Options};
+
+#[derive(Parser, Debug)]
+#[command(name = "hookmesh-dataplane", version, about)]
+pub struct Cli {
+    /// Standalone mode: directory of Source/Endpoint/Subscription/Secret YAML (reloaded on change).
+    #[arg(
+        long,
+        env = "HOOKMESH_MANIFESTS",
+        required_unless_present = "config_secret",
+        conflicts_with = "config_secret"
+    )]
+    pub manifests: Option<PathBuf>,
+    /// Cluster mode: NAMESPACE/NAME of the config Secret the operator publishes.
+    #[arg(long, env = "HOOKMESH_CONFIG_SECRET")]
+    pub config_secret: Option<String>,
+    /// Where sled keeps its files.
+    #[arg(long, env = "HOOKMESH_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Address for ingest, the REST API, /metrics and probes.
+    #[arg(long, env = "HOOKMESH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Log format: text or json.
+    #[arg(long, env = "HOOKMESH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// REST API requests per second per API key (bursts up to twice that); 0 turns limiting off.
+    #[arg(long, env = "HOOKMESH_API_RATE_LIMIT", default_value_t = DEFAULT_RATE_LIMIT)]
+    pub api_rate_limit: u32,
+    /// How long payloads are kept (then GET .../payload answers 410 PAYLOAD_EXPIRED).
+    #[arg(long, env = "HOOKMESH_RETENTION", default_value = "7d", value_parser = duration)]
+    pub retention: Duration,
+    /// How long event metadata, deliveries and attempts are kept (at least --retention).
+    #[arg(long, env = "HOOKMESH_METADATA_RETENTION", default_value = "30d", value_parser = duration)]
+    pub metadata_retention: Duration,
+    /// How often the retention sweep runs (at least 100ms).
+    #[arg(long, env = "HOOKMESH_RETENTION_INTERVAL", default_value = "1m", value_parser = duration)]
+    pub retention_interval: Duration,
+    /// Consecutive failed attempts that open an endpoint's circuit breaker.
+    #[arg(long, env = "HOOKMESH_BREAKER_THRESHOLD", default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_threshold: u32,
+    /// How long an open circuit stays open before one probe attempt.
+    #[arg(long, env = "HOOKMESH_BREAKER_COOLDOWN", default_value = "30s", value_parser = duration)]
+    pub breaker_cooldown: Duration,
+    /// Delivery attempts in flight at once, across all endpoints.
+    #[arg(long, env = "HOOKMESH_DELIVERY_CONCURRENCY", default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub delivery_concurrency: u32,
+    /// How long shutdown waits for delivery attempts in flight (the rest are due again at the
+    /// next start).
+    #[arg(long, env = "HOOKMESH_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A duration as manifests write them: `500ms`, `30s`, `5m`, `24h`, `7d`, or several, `1h30m`.
+fn duration(s: &str) -> Result<Duration, String> {
+    hookmesh_api::duration::parse(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 30s, 5m, 24h or 7d"))
+}
+
+impl Cli {
+    /// The server's options. Fails only on a `--config-secret` that is not NAMESPACE/NAME.
+    pub fn options(&self) -> anyhow::Result<Options> {
+        let config = match (&self.manifests, &self.config_secret) {
+            (Some(dir), _) => ConfigFrom::Manifests(dir.clone()),
+            (None, Some(secret)) => {
+                let (namespace, name) = secret
+                    .split_once('/')
+                    .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+                    .context("--config-secret must be NAMESPACE/NAME")?;
+                ConfigFrom::Secret {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                }
+            }
+            (None, None) => {
+                anyhow::bail!("give --manifests DIR (standalone) or --config-secret NAMESPACE/NAME")
+            }
+        };
+        Ok(Options {
+            config,
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            api_rate_limit: self.api_rate_limit,
+            retention: RetentionOptions {
+                payloads: self.retention,
+                metadata: self.metadata_retention,
+                interval: self.retention_interval.max(Duration::from_millis(100)),
+            },
+            delivery: deliver::Settings {
+                breaker_threshold: self.breaker_threshold,
+                breaker_cooldown: self.breaker_cooldown,
+                max_in_flight: self.delivery_concurrency as usize,
+                shutdown_grace: self.shutdown_grace,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hookmesh-dataplane").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_engine_defaults() {
+        let cli = parse(&["--manifests", "examples"]).expect("parses");
+        let opts = cli.options().expect("options");
+        let d = deliver::Settings::default();
+        assert_eq!(opts.delivery.breaker_threshold, d.breaker_threshold);
+        assert_eq!(opts.delivery.breaker_cooldown, d.breaker_cooldown);
+        assert_eq!(opts.delivery.max_in_flight, d.max_in_flight);
+        assert_eq!(opts.delivery.shutdown_grace, d.shutdown_grace);
+        assert_eq!(opts.retention.payloads, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn engine_knobs_are_flags() {
+        let cli = parse(&[
+            "--manifests=m",
+            "--breaker-threshold=2",
+            "--breaker-cooldown=750ms",
+            "--delivery-concurrency=64",
+            "--shutdown-grace=3s",
+        ])
+        .expect("parses");
+        let s = cli.options().expect("options").delivery;
+        assert_eq!(s.breaker_threshold, 2);
+        assert_eq!(s.breaker_cooldown, Duration::from_millis(750));
+        assert_eq!(s.max_in_flight, 64);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        for bad in [
+            "--breaker-threshold=0",
+            "--breaker-threshold=many",
+            "--breaker-cooldown=30",
+            "--delivery-concurrency=0",
+            "--retention=forever",
+        ] {
+            let err = parse(&["--manifests=m", bad]).expect_err(bad);
+            let flag = bad.split('=').next().unwrap_or(bad);
+            assert!(err.to_string().contains(flag), "{bad}: {err}");
+        }
+        let cli = parse(&["--config-secret=no-slash"]).expect("parses");
+        assert!(cli.options().is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! What every HTTP handler shares: one handle per stage below the HTTP layer. Handlers read and
+//! call through these; nothing here knows about routes.
+
+use std::sync::Arc;
+
+use crate::config::LiveConfig;
+use crate::deliver::CircuitBoard;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The config in use, swapped atomically on reload.
+    pub live: LiveConfig,
+    /// Durable events and the delivery queue; it wakes the delivery engine itself.
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// The REST API's per-key request budget.
+    pub limiter: Arc<RateLimiter>,
+    /// The delivery engine's circuit states: the engine publishes, handlers only read.
+    pub circuits: Arc<CircuitBoard>,
+}
