@@ -357,8 +357,12 @@ def check_statefulset(objs: list[dict], size: str, storage_class: str | None, po
     hl = headless[0]
     expect(spec["serviceName"] == hl["metadata"]["name"], f"serviceName {spec['serviceName']} is not the headless Service")
     expect(hl["spec"].get("publishNotReadyAddresses") is True, "headless Service must publishNotReadyAddresses")
-    want_dns = f"{hl['metadata']['name']}.{NAMESPACE}.svc.{cluster_domain}"
-    expect(arg_value(args, "--peers-dns") == want_dns, f"--peers-dns {arg_value(args, '--peers-dns')} != {want_dns}")
+    # One flag per dataplane.settings value (the data plane's own tests check that each of those
+    # flags exists and that every flag has a value here).
+    settings = yaml.safe_load((CHART / "values.yaml").read_text())["dataplane"]["settings"]
+    want = {"--" + re.sub(r"[A-Z]", lambda m: "-" + m.group(0).lower(), k) for k in settings}
+    flags = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    expect(want <= flags, f"settings without their flag: {sorted(want - flags)}")
     env = {e["name"]: e for e in c["env"]}
     expect(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "POD_NAME downward API")
     expect(arg_value(args, "--manifests") is None, "--manifests must not be used in the chart")

@@ -165,4 +165,40 @@ mod tests {
         let cli = parse(&["--config-secret=no-slash"]).expect("parses");
         assert!(cli.options().is_err());
     }
+
+    /// The chart sets every flag from `dataplane.settings` (camelCase of the flag), except the
+    /// ones it derives itself; each of those values names a flag that exists.
+    #[test]
+    fn the_charts_settings_map_onto_the_flags_one_to_one() {
+        use clap::CommandFactory as _;
+        let values =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/hookmesh/values.yaml");
+        let text = std::fs::read_to_string(&values).expect("chart values");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("values parse");
+        let settings = doc["dataplane"]["settings"]
+            .as_mapping()
+            .expect("dataplane.settings");
+        let mut from_chart: Vec<String> = settings
+            .keys()
+            .filter_map(|k| k.as_str())
+            .map(|k| {
+                k.chars()
+                    .flat_map(|c| match c.is_ascii_uppercase() {
+                        true => vec!['-', c.to_ascii_lowercase()],
+                        false => vec![c],
+                    })
+                    .collect()
+            })
+            .collect();
+        from_chart.sort();
+        // Set by the chart from the pod's own layout, not from settings.
+        let derived = ["manifests", "config-secret", "data-dir", "listen"];
+        let mut flags: Vec<String> = Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .filter(|f| !derived.contains(&f.as_str()))
+            .collect();
+        flags.sort();
+        assert_eq!(from_chart, flags);
+    }
 }

@@ -65,7 +65,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-dataplane-peers" (include "hookmesh.fullname" .) -}}
 {{- end -}}
 
-{{/* Fully qualified DNS name of the headless peers Service (--peers-dns). */}}
+{{/* Fully qualified DNS name of the headless peers Service (for peer discovery). */}}
 {{- define "hookmesh.peers.dns" -}}
 {{- printf "%s.%s.svc.%s" (include "hookmesh.peers.serviceName" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
