@@ -1,4 +1,5 @@
-//! Start the real `hookmesh-dataplane` binary in standalone mode and talk HTTP to it.
+//! The one way the suites run a data plane: start the real `hookmesh-dataplane` binary in
+//! standalone mode and talk HTTP to it.
 //!
 //! The binary is built once per test process (`cargo build -p hookmesh-dataplane`, a no-op when
 //! it is fresh), so a suite never runs against a stale build. Each [`Gateway`] gets its own data
@@ -11,13 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ::http::Method;
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tempfile::TempDir;
+
+use crate::http::{self, Resp};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -93,7 +93,11 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 #[derive(Default)]
 pub struct GatewayOptions {
+    /// A directory of manifests, or
     pub manifests: PathBuf,
+    /// the text of one manifests file, written to a temporary directory kept as long as the
+    /// gateway runs (`manifests` is ignored then).
+    pub manifests_yaml: Option<String>,
     /// Reuse this data directory; a fresh temporary one otherwise.
     pub data_dir: Option<PathBuf>,
     /// Extra environment for the process (e.g. `HOOKMESH_BREAKER_THRESHOLD`).
@@ -110,21 +114,7 @@ pub struct Gateway {
     args: Vec<String>,
     child: Option<Child>,
     _temp: Option<TempDir>,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-/// An HTTP answer from the gateway.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("not JSON: {}", String::from_utf8_lossy(&self.body)))
-    }
+    _manifests: Option<TempDir>,
 }
 
 impl Gateway {
@@ -137,6 +127,14 @@ impl Gateway {
     }
 
     pub async fn start_with(opts: GatewayOptions) -> anyhow::Result<Gateway> {
+        let (manifests, manifests_dir) = match &opts.manifests_yaml {
+            Some(yaml) => {
+                let dir = tempfile::tempdir().context("creating a manifests directory")?;
+                std::fs::write(dir.path().join("gateway.yaml"), yaml)?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+            None => (opts.manifests.clone(), None),
+        };
         let (data_dir, temp) = match opts.data_dir {
             Some(d) => {
                 // The log lives beside sled, so the directory must exist before the process does.
@@ -151,12 +149,12 @@ impl Gateway {
         let mut gw = Gateway {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
-            manifests: opts.manifests,
+            manifests,
             env: opts.env,
             args: opts.args,
             child: None,
             _temp: temp,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            _manifests: manifests_dir,
         };
         gw.spawn().await?;
         Ok(gw)
@@ -198,7 +196,7 @@ impl Gateway {
                     self.logs()
                 );
             }
-            if let Ok(r) = self.get("/readyz").await {
+            if let Ok(r) = self.fetch("/readyz").await {
                 if r.status == 200 {
                     return Ok(());
                 }
@@ -271,9 +269,20 @@ impl Gateway {
         self.spawn().await
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
-        let req = http::Request::get(self.url(path)).body(Full::new(Bytes::new()))?;
-        self.send(req).await
+    /// Any request to `path` on this gateway.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<Resp> {
+        http::request(method, &self.url(path), headers, body).await
+    }
+
+    /// `GET path` without credentials (probes, metrics, ingest refusals).
+    pub async fn fetch(&self, path: &str) -> anyhow::Result<Resp> {
+        http::get(&self.url(path)).await
     }
 
     pub async fn post(
@@ -281,26 +290,13 @@ impl Gateway {
         path: &str,
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
-    ) -> anyhow::Result<Reply> {
-        let mut req = http::Request::post(self.url(path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.send(req.body(Full::new(body.into()))?).await
-    }
-
-    async fn send(&self, req: http::Request<Full<Bytes>>) -> anyhow::Result<Reply> {
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
-            .await
-            .context("gateway did not answer within 30 s")??;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Reply { status, body })
+    ) -> anyhow::Result<Resp> {
+        http::post(&self.url(path), headers, body).await
     }
 
     /// Value of one Prometheus sample (exact series text), 0 when absent.
     pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
-        let text = self.get("/metrics").await?.body;
+        let text = self.fetch("/metrics").await?.body;
         let text = String::from_utf8_lossy(&text);
         Ok(text
             .lines()
@@ -318,4 +314,9 @@ impl Drop for Gateway {
             let _ = c.wait();
         }
     }
+}
+
+/// Write one file of a manifests directory.
+pub fn write_manifest(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("writing {name}: {e}"));
 }

@@ -1,13 +1,13 @@
-//! Start the real `hookmesh-dataplane` binary on a temporary manifests directory and data
-//! directory, and talk HTTP to it. Used by the REST API tests.
+//! The REST suites' fixture: [`MANIFESTS`] (two namespaces, three API keys) and the calls those
+//! suites make on a [`Gateway`] with an API key.
 
+use ::http::Method;
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+
+pub use crate::gateway::Gateway;
+use crate::gateway::GatewayOptions;
+pub use crate::http::Resp;
 
 /// The demo write key of [`MANIFESTS`] (no namespace scope).
 pub const WRITE_KEY: &str = "test-write-key-0123456789";
@@ -143,114 +143,22 @@ metadata:
 stringData: {key: test-team-b-key-0123456789, role: write, namespace: team-b}
 "#;
 
-/// An HTTP answer.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+/// A gateway on [`MANIFESTS`] with extra command-line arguments.
+pub async fn start(args: &[&str]) -> anyhow::Result<Gateway> {
+    start_with(MANIFESTS, args).await
 }
 
-impl Resp {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {} {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// Assert the status, showing the body when it differs.
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> &Self {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.text()
-        );
-        self
-    }
-
-    /// Assert an error answer: status, `{"error","message","code"}` shape and code.
-    #[track_caller]
-    pub fn expect_error(&self, status: u16, code: &str) {
-        self.expect(status);
-        let j = self.json();
-        assert_eq!(j["code"], code, "body: {j}");
-        assert!(j["error"].is_string(), "body: {j}");
-        assert!(j["message"].is_string(), "body: {j}");
-    }
-}
-
-/// A running data plane (the process is [`crate::gateway::Gateway`]'s; killed on drop) on its
-/// own manifests and data directories.
-pub struct Gateway {
-    process: crate::gateway::Gateway,
-    pub base: String,
-    /// Kept for the process's lifetime: it watches this directory.
-    _manifests: tempfile::TempDir,
-    client: Client<HttpConnector, Full<Bytes>>,
+/// A gateway on the manifests `yaml` with extra command-line arguments.
+pub async fn start_with(yaml: &str, args: &[&str]) -> anyhow::Result<Gateway> {
+    Gateway::start_with(GatewayOptions {
+        manifests_yaml: Some(yaml.to_string()),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
 }
 
 impl Gateway {
-    /// Start on [`MANIFESTS`] with extra command-line arguments.
-    pub async fn start(args: &[&str]) -> anyhow::Result<Gateway> {
-        Self::start_with(MANIFESTS, args).await
-    }
-
-    pub async fn start_with(manifests: &str, args: &[&str]) -> anyhow::Result<Gateway> {
-        let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("gateway.yaml"), manifests)?;
-        let process = crate::gateway::Gateway::start_with(crate::gateway::GatewayOptions {
-            manifests: dir.path().to_path_buf(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            ..Default::default()
-        })
-        .await?;
-        Ok(Gateway {
-            base: format!("http://{}", process.addr),
-            process,
-            _manifests: dir,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        })
-    }
-
-    /// Everything the process logged (for failure messages).
-    pub fn logs(&self) -> String {
-        self.process.logs()
-    }
-
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-    ) -> anyhow::Result<Resp> {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(body.into()))?;
-        let resp = self.client.request(req).await?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Resp {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
-
     /// `GET path` with an API key.
     pub async fn get(&self, path: &str, key: &str) -> Resp {
         let auth = format!("Bearer {key}");

@@ -55,18 +55,3 @@ pub fn standard_webhooks(whsec: &str, id: &str, ts: i64, body: &[u8]) -> String 
     );
     format!("v1,{}", STANDARD.encode(sig))
 }
-
-/// Verify a Standard Webhooks signature header (space-separated `v1,<b64>` list).
-pub fn verify_standard_webhooks(
-    whsec: &str,
-    id: &str,
-    ts: &str,
-    body: &[u8],
-    header: &str,
-) -> bool {
-    let Ok(ts) = ts.parse::<i64>() else {
-        return false;
-    };
-    let expected = standard_webhooks(whsec, id, ts, body);
-    header.split(' ').any(|s| s == expected)
-}

@@ -2,12 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use hookmesh_tests::rest_harness::{Gateway, READ_KEY, TEAM_B_KEY, WRITE_KEY};
+use hookmesh_tests::rest_harness::{self, READ_KEY, TEAM_B_KEY, WRITE_KEY};
 use serde_json::json;
 
 #[tokio::test]
 async fn retention_expires_payloads_then_metadata() {
-    let gw = Gateway::start(&[
+    let gw = rest_harness::start(&[
         "--retention",
         "1s",
         "--metadata-retention",
@@ -110,7 +110,7 @@ async fn retention_expires_payloads_then_metadata() {
 #[tokio::test]
 async fn rate_limit_is_per_key_with_retry_after() {
     // One request per second per key, bursts of two.
-    let gw = Gateway::start(&["--api-rate-limit", "1"])
+    let gw = rest_harness::start(&["--api-rate-limit", "1"])
         .await
         .expect("gateway starts");
     let mut limited = None;

@@ -14,6 +14,7 @@ use hookmesh_dataplane::store::{
 };
 use hookmesh_tests::gateway::{Gateway, GatewayOptions};
 use hookmesh_tests::receiver::{Received, Receiver, Reply};
+use hookmesh_tests::wait::wait_until;
 use hookmesh_tests::webhooks;
 use tempfile::TempDir;
 
@@ -146,7 +147,7 @@ async fn ingest(gw: &Gateway, event_type: &str, body: &str) -> anyhow::Result<St
         r.status,
         r.body
     );
-    let id = r.json()?["id"]
+    let id = r.json()["id"]
         .as_str()
         .context("202 without an id")?
         .to_string();
@@ -183,23 +184,17 @@ fn verify_signature(r: &Received, endpoint: &str) -> anyhow::Result<()> {
         r.header("webhook-timestamp"),
         r.header("webhook-signature"),
         &r.body,
-        webhooks::now_unix(),
+        hookmesh_tests::http::now_unix(),
     )
     .map_err(|e| anyhow::anyhow!("signature of a delivery to {endpoint} rejected: {e:?}"))
 }
 
 async fn wait_metric(gw: &Gateway, series: &str, at_least: f64) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if gw.metric(series).await? >= at_least {
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{series} never reached {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{series} to reach {at_least}");
+    wait_until(&what, WAIT, async || {
+        gw.metric(series).await.is_ok_and(|v| v >= at_least)
+    })
+    .await
 }
 
 fn attempts_series(endpoint: &str, outcome: &str) -> String {
@@ -228,7 +223,7 @@ async fn success_carries_signed_standard_webhooks_headers() -> anyhow::Result<()
         )
         .await?;
     ensure!(r.status == 202, "ingest: {}", r.status);
-    let id = r.json()?["id"].as_str().context("id")?.to_string();
+    let id = r.json()["id"].as_str().context("id")?.to_string();
 
     let got = rx.wait_for(1, WAIT).await?;
     let req = &got[0];
@@ -700,14 +695,14 @@ async fn a_removed_endpoint_keeps_its_deliveries_queued() -> anyhow::Result<()> 
     endpoint(dir.path(), "hook", &url, FAST_RETRY)?;
     subscription(dir.path(), "hook", &["*"])?;
     let mut gw = Gateway::start(dir.path()).await?;
-    let hash = gw.get("/readyz").await?.json()?["config_hash"].clone();
+    let hash = gw.fetch("/readyz").await?.json()["config_hash"].clone();
     let id = ingest(&gw, "order.created", "{}").await?;
     rx.wait_for(1, WAIT).await?;
     // Remove the endpoint (and its subscription) before the retry falls due.
     std::fs::remove_file(dir.path().join("subscription-hook.yaml"))?;
     std::fs::remove_file(dir.path().join("endpoint-hook.yaml"))?;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while gw.get("/readyz").await?.json()?["config_hash"] == hash {
+    while gw.fetch("/readyz").await?.json()["config_hash"] == hash {
         ensure!(
             tokio::time::Instant::now() < deadline,
             "config never reloaded"

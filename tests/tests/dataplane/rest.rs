@@ -3,12 +3,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use hookmesh_tests::rest_harness::{Gateway, READ_KEY, TEAM_B_KEY, WRITE_KEY};
+use hookmesh_tests::rest_harness::{self, Gateway, READ_KEY, TEAM_B_KEY, WRITE_KEY};
 use http::Method;
 use serde_json::{json, Value};
 
 async fn gateway() -> Gateway {
-    Gateway::start(&[]).await.expect("gateway starts")
+    rest_harness::start(&[]).await.expect("gateway starts")
 }
 
 fn ids(j: &Value) -> Vec<String> {

@@ -8,11 +8,13 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use hookmesh_dataplane::store::{EventId, Store};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hookmesh_tests::gateway::write_manifest as write;
 use hookmesh_tests::gateway::{Gateway, GatewayOptions};
-use hookmesh_tests::harness::{get, now_unix, post, request, write};
+use hookmesh_tests::http::{get, now_unix, post, request, Resp};
 use hookmesh_tests::sign;
+use hookmesh_tests::wait::wait_until;
 
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret";
@@ -124,14 +126,14 @@ async fn start() -> Fixture {
     Fixture { gw, _dir: dir }
 }
 
-fn assert_accepted(r: &hookmesh_tests::harness::Resp) -> EventId {
+fn assert_accepted(r: &Resp) -> EventId {
     assert_eq!(r.status, 202, "body: {}", String::from_utf8_lossy(&r.body));
     let id = r.json()["id"].as_str().unwrap().to_string();
     id.parse()
         .unwrap_or_else(|_| panic!("{id} is not an evt_ ULID"))
 }
 
-fn assert_refused(r: &hookmesh_tests::harness::Resp, status: u16, code: &str) {
+fn assert_refused(r: &Resp, status: u16, code: &str) {
     assert_eq!(
         r.status,
         status,
@@ -146,7 +148,7 @@ fn assert_refused(r: &hookmesh_tests::harness::Resp, status: u16, code: &str) {
     );
 }
 
-/// Stop the gateway and read what it stored, straight from sled.
+/// A gateway on `manifests`, keeping its store in `data`.
 async fn start_on(manifests: &Path, data: &Path) -> Gateway {
     Gateway::start_with(GatewayOptions {
         manifests: manifests.to_path_buf(),
@@ -157,15 +159,7 @@ async fn start_on(manifests: &Path, data: &Path) -> Gateway {
     .unwrap()
 }
 
-/// Poll until `done` holds, failing the test with `what` after 10 s.
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done().await {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
+/// Stop the gateway and read what it stored, straight from sled.
 async fn open_store(f: &mut Fixture) -> Store {
     f.gw.stop(Duration::from_secs(20)).await.unwrap();
     Store::open(&f.gw.data_dir.join("sled")).unwrap()
@@ -818,8 +812,7 @@ fn check_whole(data: &Path, accepted: &[EventId]) {
 #[tokio::test]
 async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
     let f = start().await;
-    let hash =
-        |r: hookmesh_tests::harness::Resp| r.json()["config_hash"].as_str().unwrap().to_string();
+    let hash = |r: Resp| r.json()["config_hash"].as_str().unwrap().to_string();
     let before = hash(get(&f.gw.url("/readyz")).await.unwrap());
     assert_eq!(
         post(&f.gw.url("/e/shop/late"), &[], "{}")
@@ -833,10 +826,13 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
         "late.yaml",
         "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {name: late, namespace: shop}\nspec:\n  verification: {scheme: none}\n",
     );
-    wait_until("new config never went live", async || {
-        hash(get(&f.gw.url("/readyz")).await.unwrap()) != before
-    })
-    .await;
+    wait_until(
+        "new config never went live",
+        Duration::from_secs(10),
+        async || hash(get(&f.gw.url("/readyz")).await.unwrap()) != before,
+    )
+    .await
+    .unwrap();
     let after = hash(get(&f.gw.url("/readyz")).await.unwrap());
     assert_eq!(
         post(&f.gw.url("/e/shop/late"), &[], "{}")
@@ -851,10 +847,13 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
         "late.yaml",
         "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {name: late, namespace: shop}\nspec:\n  verification: {scheme: github, secretRef: {name: missing, key: x}}\n",
     );
-    wait_until("the problem is never logged", async || {
-        f.gw.logs().contains("SecretNotFound")
-    })
-    .await;
+    wait_until(
+        "the problem is never logged",
+        Duration::from_secs(10),
+        async || f.gw.logs().contains("SecretNotFound"),
+    )
+    .await
+    .unwrap();
     let log = f.gw.logs();
     let line = log.lines().find(|l| l.contains("SecretNotFound")).unwrap();
     assert!(
@@ -871,10 +870,13 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_config() {
     );
     // Unparseable YAML: same, the last good config keeps serving.
     write(&f.gw.manifests, "broken.yaml", "this: [is not: valid yaml");
-    wait_until("the YAML error is never logged", async || {
-        f.gw.logs().contains("not valid YAML")
-    })
-    .await;
+    wait_until(
+        "the YAML error is never logged",
+        Duration::from_secs(10),
+        async || f.gw.logs().contains("not valid YAML"),
+    )
+    .await
+    .unwrap();
     assert_eq!(hash(get(&f.gw.url("/readyz")).await.unwrap()), after);
     assert_eq!(
         post(&f.gw.url("/e/shop/late"), &[], "{}")
@@ -933,7 +935,7 @@ async fn weird_requests_never_get_a_500() {
         ),
     ];
     for (method, path, headers) in cases {
-        let r = request(method, &f.gw.url(&path), &headers, "{}")
+        let r = request(method.parse().unwrap(), &f.gw.url(&path), &headers, "{}")
             .await
             .unwrap();
         assert!(

@@ -1,0 +1,8 @@
+//! The data plane end to end: the real `hookmesh-dataplane` binary over real HTTP, with real
+//! sled on disk and real provider signatures. One test binary for all of it, so the suites
+//! link once.
+
+mod delivery;
+mod ingest;
+mod rest;
+mod rest_limits;
