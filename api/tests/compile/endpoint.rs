@@ -1,0 +1,230 @@
+//! Endpoints: defaults and every field, and what bad URLs, durations, numbers and headers are refused with.
+
+use super::*;
+
+#[test]
+fn endpoint_defaults() {
+    let c = valid();
+    let e = c.config.endpoint("shop", "orders").unwrap();
+    assert_eq!(e.url, "https://orders.example.com/hook");
+    // No secretRef: the Secret `<name>-signing`, key `secret`, whsec_-decoded.
+    assert_eq!(e.signing_key.expose(), b"orders-signing-key");
+    assert!(e.headers.is_empty());
+    assert_eq!(e.timeout_ms, 30_000);
+    assert_eq!(
+        e.retry,
+        RetryConfig {
+            max_attempts: 8,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 3_600_000,
+            multiplier: 2.0
+        }
+    );
+    assert_eq!(e.per_second, None);
+    assert_eq!(e.max_in_flight, None);
+    assert!(!e.disabled);
+}
+
+#[test]
+fn endpoint_with_every_field_set() {
+    let c = valid();
+    let e = c.config.endpoint("shop", "full").unwrap();
+    assert_eq!(e.url, "http://full.example.com:8080/in?x=1");
+    assert_eq!(e.signing_key.expose(), b"full-signing-key-02");
+    assert_eq!(
+        e.headers,
+        [
+            (
+                "authorization".to_string(),
+                "Bearer downstream-token".to_string()
+            ),
+            ("x-tenant".to_string(), "acme".to_string())
+        ]
+    );
+    assert_eq!(e.timeout_ms, 10_000);
+    assert_eq!(
+        e.retry,
+        RetryConfig {
+            max_attempts: 3,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 120_000,
+            multiplier: 1.5
+        }
+    );
+    assert_eq!(e.per_second, Some(20));
+    assert_eq!(e.max_in_flight, Some(4));
+    assert!(e.disabled);
+}
+
+#[test]
+fn bad_urls() {
+    for url in [
+        "ftp://files.example.com/in",
+        "http://",
+        "https://user:hunter2@e.example/",
+        "https://:hunter2@e.example/",
+        "garbage",
+        "/relative/path",
+        "https://exa mple.com/",
+        "mailto:someone@example.com",
+        "http://[::1/",
+    ] {
+        let c = refused(
+            &endpoint(
+                "e1",
+                &format!("{{url: {url:?}, secretRef: {{name: full-ep-secret, key: sig}}}}"),
+            ),
+            &[(Kind::Endpoint, "e1", Reason::InvalidUrl)],
+        );
+        assert!(
+            !c.problems[0].message.contains("hunter2"),
+            "credentials leaked into the message: {}",
+            c.problems[0].message
+        );
+    }
+}
+
+#[test]
+fn url_credentials_never_reach_a_message_whatever_else_is_wrong() {
+    for url in [
+        "ftp://user:hunter2@files.example.com/in",
+        "gopher://hunter2@e.example/",
+        "http://user:hunter2@/nohost",
+        "http://user:hunter2@exa mple.com/",
+    ] {
+        let c = refused(
+            &endpoint(
+                "e1",
+                &format!("{{url: {url:?}, secretRef: {{name: full-ep-secret, key: sig}}}}"),
+            ),
+            &[(Kind::Endpoint, "e1", Reason::InvalidUrl)],
+        );
+        assert!(
+            !c.problems[0].message.contains("hunter2"),
+            "credentials leaked into the message: {}",
+            c.problems[0].message
+        );
+    }
+}
+
+#[test]
+fn bad_durations_and_backoffs() {
+    for retry in [
+        "{initialBackoff: 1x}",
+        "{maxBackoff: '5'}",
+        "{initialBackoff: 1.5s}",
+        "{maxBackoff: ''}",
+        "{initialBackoff: 2h}",
+        "{initialBackoff: 10s, maxBackoff: 5s}",
+        "{maxAttempts: 0}",
+        "{maxAttempts: 101}",
+        "{multiplier: 0.5}",
+        "{multiplier: 11}",
+    ] {
+        refused(
+            &endpoint("e1", &ep_spec(&format!("retry: {retry}"))),
+            &[(Kind::Endpoint, "e1", Reason::InvalidSpec)],
+        );
+    }
+    refused(
+        &source("s1", &gh("idempotency: {window: soon}")),
+        &[(Kind::Source, "s1", Reason::InvalidSpec)],
+    );
+}
+
+#[test]
+fn out_of_range_numbers() {
+    for rest in [
+        "timeoutSeconds: 0",
+        "timeoutSeconds: 301",
+        "rateLimit: {perSecond: 0}",
+        "rateLimit: {maxInFlight: 0}",
+    ] {
+        refused(
+            &endpoint("e1", &ep_spec(rest)),
+            &[(Kind::Endpoint, "e1", Reason::InvalidSpec)],
+        );
+    }
+    for spec in [
+        "{verification: {scheme: none, toleranceSeconds: 0}}",
+        "{verification: {scheme: none, toleranceSeconds: 86401}}",
+        "{verification: {scheme: none}, maxBodyBytes: 0}",
+        "{verification: {scheme: none}, maxBodyBytes: 67108865}",
+    ] {
+        refused(
+            &source("s1", spec),
+            &[(Kind::Source, "s1", Reason::InvalidSpec)],
+        );
+    }
+}
+
+#[test]
+fn bad_header_names() {
+    for rest in [
+        "eventType: {header: 'X Event'}",
+        "eventType: {header: ''}",
+        "idempotency: {header: 'x:y'}",
+    ] {
+        refused(
+            &source("s1", &gh(rest)),
+            &[(Kind::Source, "s1", Reason::InvalidSpec)],
+        );
+    }
+    for hmac in [
+        "{header: 'X Sig'}",
+        "{header: X-Sig, timestampHeader: 'a(b)'}",
+    ] {
+        refused(
+            &source(
+                "s1",
+                &format!("{{verification: {{scheme: hmac, secretRef: {{name: hmac, key: k}}, hmac: {hmac}}}}}"),
+            ),
+            &[(Kind::Source, "s1", Reason::InvalidSpec)],
+        );
+    }
+    refused(
+        &endpoint("e1", &ep_spec("headers: {'Bad Header': x}")),
+        &[(Kind::Endpoint, "e1", Reason::InvalidSpec)],
+    );
+    refused(
+        &endpoint("e1", &ep_spec("headers: {X-Ok: \"a\\r\\nInjected: yes\"}")),
+        &[(Kind::Endpoint, "e1", Reason::InvalidSpec)],
+    );
+    for headers in [
+        "[{name: 'x y', exact: a}]",
+        "[{not: {name: 'a/b', exists: true}}]",
+    ] {
+        refused(
+            &subscription(
+                "s1",
+                &format!("{{endpointRef: {{name: orders}}, filter: {{headers: {headers}}}}}"),
+            ),
+            &[(Kind::Subscription, "s1", Reason::InvalidFilter)],
+        );
+    }
+}
+
+#[test]
+fn reserved_headers_cannot_be_overridden() {
+    for name in [
+        "Content-Type",
+        "content-length",
+        "Host",
+        "User-Agent",
+        "Transfer-Encoding",
+        "Connection",
+        "Webhook-Id",
+        "webhook-signature",
+        "Hookmesh-Source",
+    ] {
+        let c = refused(
+            &endpoint("e1", &ep_spec(&format!("headers: {{{name}: x}}"))),
+            &[(Kind::Endpoint, "e1", Reason::InvalidSpec)],
+        );
+        assert!(
+            c.problems[0].message.contains(name),
+            "{}",
+            c.problems[0].message
+        );
+    }
+}
