@@ -5,11 +5,12 @@
 
 mod load;
 mod procs;
-mod receiver;
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hookmesh_tests::gateway::{Gateway, GatewayOptions};
+use hookmesh_tests::receiver::Receiver;
 
 use load::{LoadSpec, Report};
 
@@ -59,7 +60,6 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let dataplane = procs::release_binary("hookmesh-dataplane")?;
     let work = tempfile::tempdir()?;
     let manifests = work.path().join("manifests");
     std::fs::create_dir(&manifests)?;
@@ -81,51 +81,64 @@ async fn main() -> anyhow::Result<()> {
     baseline.stop();
 
     // hookmesh: verify the GitHub signature, route, group-commit to sled, fsync, then 202.
-    let mut gw = procs::Child::spawn_dataplane(&dataplane, &manifests, &work.path().join("data"))?;
-    gw.wait_ready().await?;
-    let rss_idle = gw.rss_kib();
-    let sampler = gw.rss_sampler();
+    let mut gw = dataplane(&manifests, &work.path().join("data")).await?;
+    let pid = gw.pid().unwrap_or(0);
+    let rss_idle = procs::rss_kib(pid);
+    let sampler = procs::RssSampler::start(pid);
     let ingest = load::run(&spec, &gw.url("/e/bench/github")).await?;
     let rss_peak = sampler.stop();
     let reload = measure_reload(&gw, &manifests).await?;
-    gw.stop();
+    gw.stop(SHUTDOWN).await?;
 
     // End to end: the same load, now routed to a loopback receiver; latency is send -> arrival.
-    let (receiver_addr, arrivals) = receiver::start().await?;
-    let direct = load::run(&spec, &format!("http://{receiver_addr}/hook")).await?;
-    arrivals.lock().map(|mut a| a.clear()).ok();
+    let receiver = Receiver::start().await?;
+    let direct = load::run(&spec, &receiver.url("/hook")).await?;
+    receiver.clear();
     let routed = work.path().join("routed");
     std::fs::create_dir(&routed)?;
     procs::write_manifests(&routed, GITHUB_SECRET)?;
-    procs::write_route(&routed, receiver_addr)?;
-    let mut gw =
-        procs::Child::spawn_dataplane(&dataplane, &routed, &work.path().join("data-routed"))?;
-    gw.wait_ready().await?;
+    procs::write_route(&routed, receiver.addr)?;
+    let mut gw = dataplane(&routed, &work.path().join("data-routed")).await?;
     let sent = load::run(&spec, &gw.url("/e/bench/github")).await?;
-    let delivered = delivered_report(&sent, &arrivals).await;
-    gw.stop();
+    let delivered = delivered_report(&sent, &receiver).await;
+    gw.stop(SHUTDOWN).await?;
 
     print_table(&base, &ingest, rss_idle, rss_peak, reload);
     print_delivery(&direct, &sent, &delivered);
     Ok(())
 }
 
+/// How long a data plane gets to stop cleanly between scenarios.
+const SHUTDOWN: Duration = Duration::from_secs(30);
+
+/// The release data plane on `manifests`, quiet (its log would cost CPU under load), ready.
+async fn dataplane(manifests: &std::path::Path, data: &std::path::Path) -> anyhow::Result<Gateway> {
+    Gateway::start_with(GatewayOptions {
+        manifests: manifests.to_path_buf(),
+        data_dir: Some(data.to_path_buf()),
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        release: true,
+        ..GatewayOptions::default()
+    })
+    .await
+}
+
 /// Wait (up to 120 s) for every accepted event to arrive, then report deliveries/s (first send to
 /// last arrival) and send -> arrival latency.
-async fn delivered_report(sent: &Report, arrivals: &receiver::Arrivals) -> Report {
+async fn delivered_report(sent: &Report, receiver: &Receiver) -> Report {
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        // Warm-up events arrive too, so count the measured ids themselves.
-        let all_in = arrivals
-            .lock()
-            .map(|a| sent.sent.iter().all(|(id, _)| a.contains_key(id)))
-            .unwrap_or(false);
-        if all_in || Instant::now() > deadline {
-            break;
+    // Warm-up events arrive too, so count the measured ids themselves; looking costs a pass
+    // over everything received, so only once enough requests have come in.
+    while Instant::now() < deadline {
+        if receiver.count() >= sent.sent.len() {
+            let arrived = receiver.first_arrivals("webhook-id");
+            if sent.sent.iter().all(|(id, _)| arrived.contains_key(id)) {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let arrived = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+    let arrived = receiver.first_arrivals("webhook-id");
     let first = sent.sent.iter().map(|(_, t)| *t).min();
     let mut latencies = Vec::with_capacity(sent.sent.len());
     let mut last = first;
@@ -177,18 +190,18 @@ fn print_delivery(direct: &Report, sent: &Report, delivered: &Report) {
 }
 
 /// Time from writing a changed manifest to the new config hash showing in `/readyz`.
-async fn measure_reload(
-    gw: &procs::Child,
-    manifests: &std::path::Path,
-) -> anyhow::Result<Duration> {
-    let before = gw.config_hash().await?;
+async fn measure_reload(gw: &Gateway, manifests: &std::path::Path) -> anyhow::Result<Duration> {
+    let config_hash = async || -> anyhow::Result<serde_json::Value> {
+        Ok(gw.fetch("/readyz").await?.json()["config_hash"].clone())
+    };
+    let before = config_hash().await?;
     let start = Instant::now();
     std::fs::write(
         manifests.join("extra.yaml"),
         "apiVersion: hookmesh.io/v1alpha1\nkind: Source\nmetadata: {name: extra, namespace: bench}\nspec:\n  verification: {scheme: none}\n",
     )?;
     loop {
-        if gw.config_hash().await? != before {
+        if config_hash().await? != before {
             return Ok(start.elapsed());
         }
         anyhow::ensure!(

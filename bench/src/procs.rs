@@ -1,42 +1,17 @@
-//! The processes under test: the baseline server and the real data plane, each its own process
-//! so both sides of the comparison pay the same loopback and scheduling costs.
+//! The bench's own processes and files: the baseline server (its own process, so both sides of
+//! the comparison pay the same loopback and scheduling costs), the manifests, and RSS sampling.
+//! The data plane itself runs through `hookmesh_tests::gateway`, like every suite.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use axum::http::StatusCode;
 use axum::routing::post;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
-/// `target/release/<name>`, built now so the figures are never from a stale binary.
-pub fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "hookmesh-dataplane",
-            "--bin",
-            name,
-        ])
-        .current_dir(&root)
-        .status()
-        .context("running cargo build --release")?;
-    anyhow::ensure!(status.success(), "cargo build --release failed");
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("no parent of the bench binary")?;
-    Ok(dir.join(name))
-}
 
 /// Route the bench source to a loopback receiver (for the end-to-end delivery scenario).
 pub fn write_route(dir: &Path, receiver: SocketAddr) -> anyhow::Result<()> {
@@ -128,62 +103,8 @@ impl Child {
         Ok(c)
     }
 
-    pub fn spawn_dataplane(bin: &Path, manifests: &Path, data: &Path) -> anyhow::Result<Child> {
-        let addr = free_addr()?;
-        let child = Command::new(bin)
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Child { child, addr })
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
-    }
-
-    pub async fn config_hash(&self) -> anyhow::Result<String> {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let resp = client.get(self.url("/readyz").parse()?).await?;
-        let body = resp.into_body().collect().await?.to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body)?;
-        Ok(v["config_hash"].as_str().unwrap_or_default().to_string())
-    }
-
-    pub async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.config_hash().await.is_err() {
-            if Instant::now() > deadline {
-                bail!("the data plane never became ready");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
-
-    /// Resident set size now, from /proc (KiB; 0 where /proc is absent).
-    pub fn rss_kib(&self) -> u64 {
-        rss_of(self.child.id())
-    }
-
-    /// Sample RSS every 100 ms until stopped; `stop` returns the peak.
-    pub fn rss_sampler(&self) -> RssSampler {
-        let peak = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicBool::new(false));
-        let (p, d, pid) = (peak.clone(), done.clone(), self.child.id());
-        std::thread::spawn(move || {
-            while !d.load(Ordering::Relaxed) {
-                p.fetch_max(rss_of(pid), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        RssSampler { peak, done }
     }
 
     pub fn stop(&mut self) {
@@ -201,12 +122,31 @@ impl Drop for Child {
     }
 }
 
+/// Resident set size of a process now, from /proc (KiB; 0 where /proc is absent).
+pub fn rss_kib(pid: u32) -> u64 {
+    rss_of(pid)
+}
+
+/// Samples a process's RSS every 100 ms until stopped; `stop` returns the peak.
 pub struct RssSampler {
     peak: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
 }
 
 impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let peak = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (p, d) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                p.fetch_max(rss_of(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        RssSampler { peak, done }
+    }
+
     pub fn stop(self) -> u64 {
         self.done.store(true, Ordering::Relaxed);
         self.peak.load(Ordering::Relaxed)

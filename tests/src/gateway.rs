@@ -31,17 +31,29 @@ pub fn workspace_root() -> PathBuf {
 pub fn binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
-        .get_or_init(|| build("hookmesh-dataplane").map_err(|e| format!("{e:#}")))
+        .get_or_init(|| build("hookmesh-dataplane", false).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn build(package: &str) -> anyhow::Result<PathBuf> {
+/// The same, release profile (what the benchmarks measure).
+pub fn release_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build("hookmesh-dataplane", true).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build(package: &str, release: bool) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
         .args(["build", "-p", package, "--bin", package]);
+    if release {
+        cmd.arg("--release");
+    }
     // Cargo runs tests with the test crate's CARGO_MANIFEST_DIR, CARGO_PKG_* and so on. Build
     // scripts that watch those (ring's does) would see a changed environment and rebuild half the
     // dependency tree, in this build and again in the next ordinary one.
@@ -77,7 +89,9 @@ fn build(package: &str) -> anyhow::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug").join(package);
+    let bin = target
+        .join(if release { "release" } else { "debug" })
+        .join(package);
     if !bin.exists() {
         bail!("{} is missing after cargo build", bin.display());
     }
@@ -104,6 +118,8 @@ pub struct GatewayOptions {
     pub env: Vec<(String, String)>,
     /// Extra command-line arguments (e.g. `--rate-limit`).
     pub args: Vec<String>,
+    /// Run the release build (benchmarks) instead of the debug one.
+    pub release: bool,
 }
 
 pub struct Gateway {
@@ -112,6 +128,7 @@ pub struct Gateway {
     pub manifests: PathBuf,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    release: bool,
     child: Option<Child>,
     _temp: Option<TempDir>,
     _manifests: Option<TempDir>,
@@ -152,6 +169,7 @@ impl Gateway {
             manifests,
             env: opts.env,
             args: opts.args,
+            release: opts.release,
             child: None,
             _temp: temp,
             _manifests: manifests_dir,
@@ -161,7 +179,11 @@ impl Gateway {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let bin = binary()?;
+        let bin = if self.release {
+            release_binary()?
+        } else {
+            binary()?
+        };
         self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let log = std::fs::OpenOptions::new()
             .create(true)
