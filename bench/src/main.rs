@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hookmesh_tests::gateway::{Gateway, GatewayOptions};
-use hookmesh_tests::receiver::Receiver;
+use hookmesh_tests::receiver::{Receiver, Reply};
 
 use load::{LoadSpec, Report};
 
@@ -92,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
 
     // End to end: the same load, now routed to a loopback receiver; latency is send -> arrival.
     let receiver = Receiver::start().await?;
+    // 202, as the gateway answers: the load generator counts only 202s as accepted.
+    receiver.set_default(Reply::Status(202));
     let direct = load::run(&spec, &receiver.url("/hook")).await?;
     receiver.clear();
     let routed = work.path().join("routed");
