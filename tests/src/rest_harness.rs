@@ -66,7 +66,7 @@ spec:
 apiVersion: hookmesh.io/v1alpha1
 kind: Endpoint
 # Disabled: these suites assert queued deliveries as the API shows them, so the delivery engine
-# must leave them alone (tests/tests/delivery.rs covers what it does with them).
+# must leave them alone (tests/tests/dataplane/delivery.rs covers what it does with them).
 metadata: {name: fulfilment, namespace: default}
 spec:
   url: http://127.0.0.1:9/fulfilment

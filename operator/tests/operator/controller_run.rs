@@ -2,8 +2,6 @@
 //! transport: initial lists, parked watches, then the writes the operator makes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +43,7 @@ async fn run_compiles_publishes_generates_and_reports_status() {
     let run = tokio::spawn(controller::run(client, at, metrics.clone(), recorder));
 
     // The Endpoint's signing Secret is absent: the operator must create it.
-    let mut snap = common::valid();
+    let mut snap = crate::common::valid();
     snap.secrets
         .retain(|s| s.metadata.name.as_deref() != Some("ci-signing"));
     let mut parked = Vec::new();
@@ -144,9 +142,9 @@ async fn run_compiles_publishes_generates_and_reports_status() {
             (Method::PATCH, p) if p.ends_with("/status") => {
                 let kind = p.split('/').nth_back(2).unwrap();
                 let obj = match kind {
-                    "sources" => serde_json::to_value(common::source()).unwrap(),
-                    "endpoints" => serde_json::to_value(common::endpoint()).unwrap(),
-                    _ => serde_json::to_value(common::subscription()).unwrap(),
+                    "sources" => serde_json::to_value(crate::common::source()).unwrap(),
+                    "endpoints" => serde_json::to_value(crate::common::endpoint()).unwrap(),
+                    _ => serde_json::to_value(crate::common::subscription()).unwrap(),
                 };
                 statuses.push((p.to_string(), body));
                 send.send_response(reply(200, &obj));

@@ -2,9 +2,7 @@
 //! generate) out.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hookmesh_api::resources::{EndpointRef, SecretKeyRef};
 use hookmesh_operator::reconcile::{self, CrKind, DesiredStatus, ObjKey, ReadyStatus};
 

@@ -2,8 +2,6 @@
 //! method, path, query, content type and body.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +98,7 @@ fn status_body(code: u16, reason: &str) -> Value {
 #[tokio::test]
 async fn config_secret_is_server_side_applied_with_the_field_manager() {
     let (client, mut handle) = mock();
-    let plan = reconcile::plan(&common::valid());
+    let plan = reconcile::plan(&crate::common::valid());
     let at = SecretRef {
         namespace: "hookmesh".into(),
         name: "hookmesh-config".into(),
@@ -264,7 +262,7 @@ async fn first_sight_patches_ready_unknown_to_the_status_subresource() {
     let (client, mut handle) = mock();
     let ctx = ctx(client, None);
     let call = tokio::spawn(controller::reconcile_object(
-        Arc::new(common::source()),
+        Arc::new(crate::common::source()),
         ctx,
     ));
     let (seen, send) = next(&mut handle).await;
@@ -282,7 +280,11 @@ async fn first_sight_patches_ready_unknown_to_the_status_subresource() {
     assert_eq!(seen.body["status"]["observedGeneration"], 3);
     assert_eq!(seen.body["status"]["conditions"][0]["status"], "Unknown");
     assert!(seen.body.get("spec").is_none());
-    respond(send, 200, serde_json::to_value(common::source()).unwrap());
+    respond(
+        send,
+        200,
+        serde_json::to_value(crate::common::source()).unwrap(),
+    );
     call.await.unwrap().unwrap();
     no_more_requests(&mut handle).await;
 }
@@ -290,11 +292,11 @@ async fn first_sight_patches_ready_unknown_to_the_status_subresource() {
 #[tokio::test]
 async fn a_problem_patches_ready_false_and_records_a_warning_event() {
     let (client, mut handle) = mock();
-    let mut snap = common::valid();
+    let mut snap = crate::common::valid();
     snap.secrets.clear();
     let plan = reconcile::plan(&snap);
     let call = tokio::spawn(controller::reconcile_object(
-        Arc::new(common::source()),
+        Arc::new(crate::common::source()),
         ctx(client, Some(plan)),
     ));
     let (seen, send) = next(&mut handle).await;
@@ -312,7 +314,11 @@ async fn a_problem_patches_ready_false_and_records_a_warning_event() {
         .unwrap()
         .contains("shop/gh-webhook"));
     assert_eq!(seen.body["status"]["ingestPath"], "/e/shop/gh");
-    respond(send, 200, serde_json::to_value(common::source()).unwrap());
+    respond(
+        send,
+        200,
+        serde_json::to_value(crate::common::source()).unwrap(),
+    );
     let (event, send) = next(&mut handle).await;
     assert_eq!(event.method, Method::POST);
     assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/shop/events");
@@ -326,8 +332,8 @@ async fn a_problem_patches_ready_false_and_records_a_warning_event() {
 #[tokio::test]
 async fn an_up_to_date_status_sends_nothing() {
     let (client, mut handle) = mock();
-    let plan = reconcile::plan(&common::valid());
-    let mut src: Source = common::source();
+    let plan = reconcile::plan(&crate::common::valid());
+    let mut src: Source = crate::common::source();
     src.status = Some(
         serde_json::from_value(json!({
             "observedGeneration": 3, "ingestPath": "/e/shop/gh",
@@ -348,8 +354,8 @@ async fn an_up_to_date_status_sends_nothing() {
 #[tokio::test]
 async fn a_plan_for_an_older_generation_waits() {
     let (client, mut handle) = mock();
-    let plan = reconcile::plan(&common::valid());
-    let mut src = common::source();
+    let plan = reconcile::plan(&crate::common::valid());
+    let mut src = crate::common::source();
     src.metadata.generation = Some(4);
     src.status = Some(
         serde_json::from_value(json!({

@@ -2,8 +2,6 @@
 //! flip, other conditions kept, nothing outside `status`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use hookmesh_api::resources::READY;
 use hookmesh_operator::reconcile::{CrKind, DesiredStatus, ReadyStatus};
 use hookmesh_operator::status::{self, CurrentStatus, HasStatus};
@@ -176,7 +174,7 @@ fn events_fire_on_failing_and_recovery_only() {
 
 #[test]
 fn current_status_reads_each_kind() {
-    let mut src = common::source();
+    let mut src = crate::common::source();
     src.status = Some(
         serde_json::from_value(serde_json::json!({
             "observedGeneration": 3, "ingestPath": "/e/shop/gh",
@@ -190,7 +188,7 @@ fn current_status_reads_each_kind() {
     assert_eq!(cur.ingest_path.as_deref(), Some("/e/shop/gh"));
     assert_eq!(cur.ready().unwrap().status, "True");
     assert_eq!(
-        common::endpoint().current_status(),
+        crate::common::endpoint().current_status(),
         CurrentStatus::default()
     );
 }
