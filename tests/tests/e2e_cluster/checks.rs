@@ -264,6 +264,17 @@ async fn schema_defaults(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
         "apiVersion": "hookmesh.io/v1alpha1", "kind": "Subscription", "metadata": {"name": "defaults"},
         "spec": {"endpointRef": {"name": "e"}}
     });
+    let null_mode = json!({
+        "apiVersion": "hookmesh.io/v1alpha1", "kind": "Source", "metadata": {"name": "null-mode"},
+        "spec": {"verification": {"scheme": "none", "mode": null}}
+    });
+    cluster.apply(ns, &null_mode).await?;
+    let s = cluster.get(ns, &ObjRef::hookmesh("Source", "null-mode")).await?;
+    ensure!(
+        s["spec"]["verification"]["mode"] == "enforce",
+        "mode: null is not the default: {}",
+        s["spec"]
+    );
     for _ in 0..2 {
         cluster.apply(ns, &source).await?;
         cluster.apply(ns, &sub).await?;
@@ -273,7 +284,11 @@ async fn schema_defaults(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
             hmac["algorithm"] == "sha256" && hmac["encoding"] == "hex",
             "hmac defaults not applied: {hmac}"
         );
-
+        ensure!(
+            s["spec"]["verification"]["mode"] == "enforce",
+            "mode default not applied: {}",
+            s["spec"]
+        );
         let s = cluster
             .get(ns, &ObjRef::hookmesh("Subscription", "defaults"))
             .await?;
