@@ -14,7 +14,11 @@ use super::kube_util::{self as ku, Cluster, MANAGER};
 use super::procs::{self, block_on};
 
 /// Kinds the chart renders that live outside any namespace.
-const CLUSTER_SCOPED: &[&str] = &["CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"];
+const CLUSTER_SCOPED: &[&str] = &[
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+];
 
 pub struct Rendered {
     pub release: String,
@@ -71,12 +75,22 @@ impl Rendered {
     /// every object must be reported applied.
     pub fn apply(&self, env: &Env, dry_run: bool) -> anyhow::Result<()> {
         let file = self.file("all.yaml")?;
-        let mut args = vec!["apply", "--server-side", "--field-manager", MANAGER, "-f", &file];
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            MANAGER,
+            "-f",
+            &file,
+        ];
         if dry_run {
             args.push("--dry-run=server");
         }
         let out = env.kubectl(&args)?;
-        let applied = out.lines().filter(|l| l.contains("serverside-applied")).count();
+        let applied = out
+            .lines()
+            .filter(|l| l.contains("serverside-applied"))
+            .count();
         ensure!(
             applied == self.docs.len(),
             "{applied} of {} rendered objects applied{}:\n{out}",

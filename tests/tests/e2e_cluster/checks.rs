@@ -100,7 +100,11 @@ pub fn crds_with_kubectl(env: &Env) -> anyhow::Result<()> {
 
 /// `kubectl get hookmesh` lists all three kinds, with their printer columns filled from a
 /// status written through the status subresource.
-async fn printer_columns_and_category(env: &Env, cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
+async fn printer_columns_and_category(
+    env: &Env,
+    cluster: &Cluster,
+    ns: &str,
+) -> anyhow::Result<()> {
     for manifest in [
         json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Source", "metadata": {"name": "cols"},
                "spec": {"verification": {"scheme": "github", "secretRef": {"name": "s", "key": "k"}}}}),
@@ -123,23 +127,50 @@ async fn printer_columns_and_category(env: &Env, cluster: &Cluster, ns: &str) ->
         "a status written through the main resource was kept: no status subresource?"
     );
     for (kind, extra) in [
-        ("Source", json!({"ingestPath": format!("/e/{ns}/cols"), "observedGeneration": 1})),
-        ("Endpoint", json!({"subscriptions": 1, "observedGeneration": 1})),
+        (
+            "Source",
+            json!({"ingestPath": format!("/e/{ns}/cols"), "observedGeneration": 1}),
+        ),
+        (
+            "Endpoint",
+            json!({"subscriptions": 1, "observedGeneration": 1}),
+        ),
         ("Subscription", json!({"observedGeneration": 1})),
     ] {
         let mut status = extra;
         status["conditions"] = ready.clone();
         cluster
-            .patch_status(ns, &ObjRef::hookmesh(kind, "cols"), &json!({ "status": status }))
+            .patch_status(
+                ns,
+                &ObjRef::hookmesh(kind, "cols"),
+                &json!({ "status": status }),
+            )
             .await?;
     }
 
     let out = env.kubectl(&["get", "hookmesh", "-n", ns])?;
     println!("kubectl get hookmesh -n {ns}:\n{out}");
     for (kind, columns, row) in [
-        ("source", vec!["NAME", "READY", "REASON", "SCHEME", "PATH", "AGE"], vec!["True", "Compiled", "github", &format!("/e/{ns}/cols") as &str]),
-        ("endpoint", vec!["NAME", "READY", "REASON", "URL", "SUBSCRIPTIONS", "AGE"], vec!["True", "Compiled", "https://receiver.example/hook", "1"]),
-        ("subscription", vec!["NAME", "READY", "REASON", "ENDPOINT", "AGE"], vec!["True", "Compiled", "cols"]),
+        (
+            "source",
+            vec!["NAME", "READY", "REASON", "SCHEME", "PATH", "AGE"],
+            vec![
+                "True",
+                "Compiled",
+                "github",
+                &format!("/e/{ns}/cols") as &str,
+            ],
+        ),
+        (
+            "endpoint",
+            vec!["NAME", "READY", "REASON", "URL", "SUBSCRIPTIONS", "AGE"],
+            vec!["True", "Compiled", "https://receiver.example/hook", "1"],
+        ),
+        (
+            "subscription",
+            vec!["NAME", "READY", "REASON", "ENDPOINT", "AGE"],
+            vec!["True", "Compiled", "cols"],
+        ),
     ] {
         let prefix = format!("{kind}.hookmesh.io/cols");
         let line = out
@@ -191,7 +222,8 @@ struct Cases {
 
 fn cases() -> anyhow::Result<Cases> {
     let file = procs::workspace_root().join("api/tests/fixtures/validation-cases.yaml");
-    let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
     Ok(serde_yaml::from_str(&text)?)
 }
 
@@ -217,13 +249,19 @@ async fn run_cases(
                     problems.push(format!("{what}: refused, but not with {want:?}: {msg}"))
                 }
                 (Err(msg), None) => problems.push(format!("{what}: refused: {msg}")),
-                (Ok(()), Some(want)) => problems.push(format!("{what}: accepted; expected {want:?}")),
+                (Ok(()), Some(want)) => {
+                    problems.push(format!("{what}: accepted; expected {want:?}"))
+                }
             }
         }
     }
     println!("{accepted} accepted and {refused} refused as expected");
     if !problems.is_empty() {
-        bail!("{} cases disagree:\n{}", problems.len(), problems.join("\n"));
+        bail!(
+            "{} cases disagree:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
     }
     Ok(())
 }
@@ -269,7 +307,9 @@ async fn schema_defaults(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
         "spec": {"verification": {"scheme": "none", "mode": null}}
     });
     cluster.apply(ns, &null_mode).await?;
-    let s = cluster.get(ns, &ObjRef::hookmesh("Source", "null-mode")).await?;
+    let s = cluster
+        .get(ns, &ObjRef::hookmesh("Source", "null-mode"))
+        .await?;
     ensure!(
         s["spec"]["verification"]["mode"] == "enforce",
         "mode: null is not the default: {}",
@@ -278,7 +318,9 @@ async fn schema_defaults(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
     for _ in 0..2 {
         cluster.apply(ns, &source).await?;
         cluster.apply(ns, &sub).await?;
-        let s = cluster.get(ns, &ObjRef::hookmesh("Source", "defaults")).await?;
+        let s = cluster
+            .get(ns, &ObjRef::hookmesh("Source", "defaults"))
+            .await?;
         let hmac = &s["spec"]["verification"]["hmac"];
         ensure!(
             hmac["algorithm"] == "sha256" && hmac["encoding"] == "hex",
@@ -325,7 +367,10 @@ pub fn examples(env: &Env) -> anyhow::Result<()> {
                 "-f",
                 file.to_str().context("path")?,
             ])?;
-            let applied = out.lines().filter(|l| l.contains("serverside-applied")).count();
+            let applied = out
+                .lines()
+                .filter(|l| l.contains("serverside-applied"))
+                .count();
             ensure!(
                 applied == docs.len(),
                 "{}: {applied} of {} objects applied:\n{out}",
@@ -336,8 +381,16 @@ pub fn examples(env: &Env) -> anyhow::Result<()> {
         let (dir, files) = (&dir, &files);
         in_namespace(cluster, "examples", |ns| async move {
             let objs = cluster.apply_dir(dir, &ns).await?;
-            ensure!(objs.len() >= 6, "only {} hookmesh objects in examples/", objs.len());
-            println!("{} example files, {} hookmesh objects accepted", files.len(), objs.len());
+            ensure!(
+                objs.len() >= 6,
+                "only {} hookmesh objects in examples/",
+                objs.len()
+            );
+            println!(
+                "{} example files, {} hookmesh objects accepted",
+                files.len(),
+                objs.len()
+            );
             Ok(())
         })
         .await

@@ -123,18 +123,28 @@ impl Cluster {
 
     /// Server-side apply dry run (every admission and validation step, nothing stored): Ok, or
     /// the server's refusal as text.
-    pub async fn apply_dry_run(&self, ns: &str, manifest: &Value) -> anyhow::Result<Result<(), String>> {
+    pub async fn apply_dry_run(
+        &self,
+        ns: &str,
+        manifest: &Value,
+    ) -> anyhow::Result<Result<(), String>> {
         let mut manifest = manifest.clone();
         manifest["metadata"]["namespace"] = json!(ns);
         let o = ObjRef::new(
             manifest["apiVersion"].as_str().context("apiVersion")?,
             manifest["kind"].as_str().context("kind")?,
-            manifest["metadata"]["name"].as_str().context("metadata.name")?,
+            manifest["metadata"]["name"]
+                .as_str()
+                .context("metadata.name")?,
         );
         let obj: DynamicObject = serde_json::from_value(manifest)?;
         let mut pp = PatchParams::apply(MANAGER).force();
         pp.dry_run = true;
-        match self.api(ns, &o).patch(&o.name, &pp, &Patch::Apply(&obj)).await {
+        match self
+            .api(ns, &o)
+            .patch(&o.name, &pp, &Patch::Apply(&obj))
+            .await
+        {
             Ok(_) => Ok(Ok(())),
             Err(kube::Error::Api(status)) => Ok(Err(status.message.clone())),
             Err(e) => Err(e).with_context(|| format!("dry-run apply {} {}", o.kind, o.name)),
@@ -449,4 +459,3 @@ where
         }
     }
 }
-

@@ -131,6 +131,17 @@ impl Proc {
         Ok(())
     }
 
+    /// The lines of the process's output so far that contain `needle` (case-insensitive).
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        let needle = needle.to_lowercase();
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.to_lowercase().contains(&needle))
+            .map(String::from)
+            .collect()
+    }
+
     /// The last lines of the process's output, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

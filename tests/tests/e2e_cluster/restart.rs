@@ -17,7 +17,10 @@ use super::procs::{self, block_on};
 use super::receiver::Receiver;
 
 pub fn api_server_restart(env: &Env) -> anyhow::Result<()> {
-    let restart = env.restart.clone().context("HOOKMESH_E2E_RESTART is not set")?;
+    let restart = env
+        .restart
+        .clone()
+        .context("HOOKMESH_E2E_RESTART is not set")?;
     block_on(async {
         let cluster = &setup(env).await?;
         let restart = &restart;
@@ -44,13 +47,18 @@ pub fn api_server_restart(env: &Env) -> anyhow::Result<()> {
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             );
-            println!("API server stopped and started again in {:.1} s", started.elapsed().as_secs_f64());
+            println!(
+                "API server stopped and started again in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
 
             // A change made after the restart reaches the config and the data plane (both
             // operator watches and the data plane's watch came back)...
             let after = Instant::now();
             procs::wait_for(Duration::from_secs(30), || async {
-                cluster.apply(&ns, &subscription(&["push", "after-restart"])).await?;
+                cluster
+                    .apply(&ns, &subscription(&["push", "after-restart"]))
+                    .await?;
                 Ok(())
             })
             .await
@@ -75,15 +83,29 @@ pub fn api_server_restart(env: &Env) -> anyhow::Result<()> {
             let gh = ObjRef::hookmesh("Source", "gh");
             let secret = ObjRef::core("Secret", "gh-webhook");
             cluster
-                .merge_patch(&ns, &secret, &json!({"data": {"secret": null, "other": "eA=="}}))
+                .merge_patch(
+                    &ns,
+                    &secret,
+                    &json!({"data": {"secret": null, "other": "eA=="}}),
+                )
                 .await?;
             cluster
-                .wait_ready(&ns, &gh, "False", Some("SecretKeyNotFound"), Duration::from_secs(60))
+                .wait_ready(
+                    &ns,
+                    &gh,
+                    "False",
+                    Some("SecretKeyNotFound"),
+                    Duration::from_secs(60),
+                )
                 .await
                 .with_context(|| op.log_tail())?;
             let b64 = base64::engine::general_purpose::STANDARD.encode(gateway::GITHUB_SECRET);
             cluster
-                .merge_patch(&ns, &secret, &json!({"data": {"secret": b64, "other": null}}))
+                .merge_patch(
+                    &ns,
+                    &secret,
+                    &json!({"data": {"secret": b64, "other": null}}),
+                )
                 .await?;
             cluster
                 .wait_ready(&ns, &gh, "True", None, Duration::from_secs(60))
