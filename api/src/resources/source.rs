@@ -78,6 +78,7 @@ pub struct Verification {
     pub tolerance_seconds: Option<u32>,
     /// `enforce` rejects bad signatures with 401; `audit` stores them flagged `signature_valid=false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = verify_mode_schema)]
     pub mode: Option<VerifyMode>,
     /// Settings of the generic `hmac` scheme.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +103,31 @@ pub enum VerifyMode {
     #[default]
     Enforce,
     Audit,
+}
+
+/// The schema of `verification.mode`. schemars makes an `Option<Enum>` nullable with `null`
+/// among the enum values; kube-apiserver then lists "null" as a supported value yet refuses
+/// both `null` and `"null"` (an enum field is checked against the enum even when nullable).
+/// With a default instead, the API server prunes an explicit `null` and fills in the default,
+/// so absent, `null` and `enforce` all mean the same in a cluster, as they do standalone.
+fn verify_mode_schema(schema: &mut schemars::Schema) {
+    use serde_json::Value;
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        values.retain(|v| !v.is_null());
+    }
+    // schemars says "may be null" as `type: [T, "null"]`; kube turns that into `nullable`.
+    if let Some(Value::Array(types)) = schema.get("type") {
+        let types: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        let collapsed = match types.as_slice() {
+            [one] => one.clone(),
+            _ => Value::Array(types),
+        };
+        schema.insert("type".into(), collapsed);
+    }
+    schema.remove("nullable");
+    if let Ok(default) = serde_json::to_value(VerifyMode::default()) {
+        schema.insert("default".into(), default);
+    }
 }
 
 /// The generic HMAC scheme for providers without a named one.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use base64::Engine as _;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -65,8 +65,158 @@ impl Cluster {
         Ok(Cluster { client, kubeconfig })
     }
 
-    pub fn kubeconfig(&self) -> &Path {
-        &self.kubeconfig
+    /// A kubeconfig that authenticates as ServiceAccount `ns/sa` with a bound token from the
+    /// TokenRequest API (what a Pod's projected token is), against the admin kubeconfig's
+    /// cluster. Whatever the SA's RBAC does not grant is then refused as it would be in a Pod.
+    pub async fn service_account_kubeconfig(
+        &self,
+        ns: &str,
+        sa: &str,
+        out: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+        let req = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: Vec::new(),
+                expiration_seconds: Some(2 * 3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let token = api
+            .create_token_request(sa, &PostParams::default(), &req)
+            .await
+            .with_context(|| format!("TokenRequest for ServiceAccount {ns}/{sa}"))?
+            .status
+            .context("TokenRequest without status")?
+            .token;
+        let admin: serde_yaml::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(&self.kubeconfig)
+                .with_context(|| format!("read {}", self.kubeconfig.display()))?,
+        )?;
+        let context_name = admin["current-context"].as_str().unwrap_or_default();
+        let context = admin["contexts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"].as_str() == Some(context_name))
+            .with_context(|| format!("no context {context_name:?} in the admin kubeconfig"))?;
+        let cluster_name = context["context"]["cluster"].as_str().unwrap_or_default();
+        let cluster = admin["clusters"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"].as_str() == Some(cluster_name))
+            .with_context(|| format!("no cluster {cluster_name:?} in the admin kubeconfig"))?;
+        let user = format!("system:serviceaccount:{ns}:{sa}");
+        let kc = json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": serde_json::to_value(&cluster["cluster"])?}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
+            "current-context": "e2e",
+        });
+        std::fs::write(out, serde_yaml::to_string(&kc)?)
+            .with_context(|| format!("write {}", out.display()))?;
+        Ok(out.to_path_buf())
+    }
+
+    /// Server-side apply dry run (every admission and validation step, nothing stored): Ok, or
+    /// the server's refusal as text.
+    pub async fn apply_dry_run(
+        &self,
+        ns: &str,
+        manifest: &Value,
+    ) -> anyhow::Result<Result<(), String>> {
+        let mut manifest = manifest.clone();
+        manifest["metadata"]["namespace"] = json!(ns);
+        let o = ObjRef::new(
+            manifest["apiVersion"].as_str().context("apiVersion")?,
+            manifest["kind"].as_str().context("kind")?,
+            manifest["metadata"]["name"]
+                .as_str()
+                .context("metadata.name")?,
+        );
+        let obj: DynamicObject = serde_json::from_value(manifest)?;
+        let mut pp = PatchParams::apply(MANAGER).force();
+        pp.dry_run = true;
+        match self
+            .api(ns, &o)
+            .patch(&o.name, &pp, &Patch::Apply(&obj))
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(kube::Error::Api(status)) => Ok(Err(status.message.clone())),
+            Err(e) => Err(e).with_context(|| format!("dry-run apply {} {}", o.kind, o.name)),
+        }
+    }
+
+    /// Events (events.k8s.io/v1) in `ns` about object `regarding`.
+    pub async fn events_about(&self, ns: &str, regarding: &str) -> anyhow::Result<Vec<Event>> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let list = api.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+            .collect())
+    }
+
+    /// Watch one object from now on and return, once the watch is open, a task that yields the
+    /// Ready condition (with the object's generation and the status's observedGeneration) of
+    /// every version written, until Ready=True for the current generation or `timeout`.
+    pub async fn ready_history(
+        &self,
+        ns: &str,
+        o: &ObjRef,
+        timeout: Duration,
+    ) -> anyhow::Result<tokio::task::JoinHandle<Vec<Value>>> {
+        use futures::StreamExt as _;
+        let api = self.api(ns, o);
+        let fields = format!("metadata.name={}", o.name);
+        let list = api.list(&ListParams::default().fields(&fields)).await?;
+        let from = list.metadata.resource_version.unwrap_or_default();
+        let stream = api
+            .watch(&kube::api::WatchParams::default().fields(&fields), &from)
+            .await?;
+        Ok(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut stream = stream.boxed();
+            let deadline = tokio::time::Instant::now() + timeout;
+            while let Ok(Some(Ok(ev))) = tokio::time::timeout_at(deadline, stream.next()).await {
+                let obj = match ev {
+                    kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o) => o,
+                    _ => continue,
+                };
+                let obj = serde_json::to_value(obj).unwrap_or_default();
+                let ready = obj["status"]["conditions"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let entry = json!({
+                    "generation": obj["metadata"]["generation"],
+                    "observedGeneration": obj["status"]["observedGeneration"],
+                    "ready": ready,
+                });
+                let done = entry["ready"]["status"] == "True"
+                    && entry["observedGeneration"] == entry["generation"];
+                seen.push(entry);
+                if done {
+                    break;
+                }
+            }
+            seen
+        }))
+    }
+
+    /// The object's `metadata.resourceVersion`.
+    pub async fn resource_version(&self, ns: &str, o: &ObjRef) -> anyhow::Result<String> {
+        let obj = self.get(ns, o).await?;
+        Ok(obj["metadata"]["resourceVersion"]
+            .as_str()
+            .context("no resourceVersion")?
+            .to_string())
     }
 
     fn api(&self, ns: &str, o: &ObjRef) -> Api<DynamicObject> {
@@ -111,13 +261,17 @@ impl Cluster {
         Ok(())
     }
 
-    pub async fn create_namespace(&self, ns: &str) -> anyhow::Result<()> {
+    /// Create the namespace unless it exists; true when this call created it.
+    pub async fn create_namespace(&self, ns: &str) -> anyhow::Result<bool> {
         let api: Api<Namespace> = Api::all(self.client.clone());
+        if api.get_opt(ns).await?.is_some() {
+            return Ok(false);
+        }
         let obj: Namespace = serde_json::from_value(json!({
             "metadata": {"name": ns, "labels": {"app.kubernetes.io/part-of": "hookmesh-e2e"}}
         }))?;
         api.create(&PostParams::default(), &obj).await?;
-        Ok(())
+        Ok(true)
     }
 
     pub async fn delete_namespace(&self, ns: &str) -> anyhow::Result<()> {
@@ -201,6 +355,15 @@ impl Cluster {
         Ok(())
     }
 
+    /// Merge patch of the status subresource (what a controller writes).
+    pub async fn patch_status(&self, ns: &str, o: &ObjRef, patch: &Value) -> anyhow::Result<()> {
+        self.api(ns, o)
+            .patch_status(&o.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .with_context(|| format!("patch status of {} {}", o.kind, o.name))?;
+        Ok(())
+    }
+
     pub async fn delete(&self, ns: &str, o: &ObjRef) -> anyhow::Result<()> {
         self.api(ns, o)
             .delete(&o.name, &DeleteParams::default())
@@ -268,15 +431,18 @@ impl Cluster {
             .context("config without hash")?
             .to_string())
     }
+}
 
-    pub async fn has_event(&self, ns: &str, regarding: &str, reason: &str) -> anyhow::Result<bool> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        let list = api.list(&ListParams::default()).await?;
-        Ok(list.items.iter().any(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
-        }))
+/// The non-empty documents of a YAML stream.
+pub fn yaml_docs(text: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value: Value = serde::Deserialize::deserialize(doc)?;
+        if !value.is_null() {
+            out.push(value);
+        }
     }
+    Ok(out)
 }
 
 async fn wait<F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<()>
@@ -292,9 +458,4 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
         }
     }
-}
-
-#[allow(dead_code)]
-pub fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
 }

@@ -61,6 +61,16 @@ pub fn build_binaries() -> anyhow::Result<Bins> {
     Ok(bins)
 }
 
+/// Run a future on a fresh multi-threaded runtime (each test has its own).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -80,12 +90,14 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Start `bin` with `KUBECONFIG` and extra environment variables (e.g. `POD_NAME`).
     pub fn spawn(
         name: &str,
         bin: &Path,
         args: &[String],
         kubeconfig: &Path,
         logdir: &Path,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Proc> {
         let log = logdir.join(format!("{name}.log"));
         let out = File::create(&log)?;
@@ -98,12 +110,36 @@ impl Proc {
             )
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
         Ok(Proc { child, log })
+    }
+
+    /// Still running (it has not exited, crashed or been restarted by anyone).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no shutdown path runs (a crashed or evicted pod).
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// The lines of the process's output so far that contain `needle` (case-insensitive).
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        let needle = needle.to_lowercase();
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.to_lowercase().contains(&needle))
+            .map(String::from)
+            .collect()
     }
 
     /// The last lines of the process's output, for failure messages.
