@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// The cases, shared with the real-API-server suite (tests/tests/e2e_cluster), which applies
 /// the same objects and expects the same refusals.
-const CASES: &str = include_str!("fixtures/validation-cases.yaml");
+const CASES: &str = include_str!("../fixtures/validation-cases.yaml");
 
 #[derive(Deserialize)]
 struct Case {

@@ -3,9 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a failure with its cause
 
-#[path = "../common/mod.rs"]
-mod common;
-
 // One file per kind of object, mirroring the compiler's own layout.
 mod api_keys;
 mod endpoint;
@@ -13,8 +10,8 @@ mod secrets;
 mod source;
 mod subscription;
 
+use crate::common::{inputs, shuffle, summary, valid_plus, VALID};
 use base64::Engine as _;
-use common::{inputs, shuffle, summary, valid_plus, VALID};
 use hookmesh_api::compile::{compile, hash_of, Compiled, Inputs, Kind, Reason};
 use hookmesh_api::config::*;
 
