@@ -6,10 +6,11 @@
 //! directory (unless given one) and port; its log goes to `gateway.log` in the data directory and
 //! is printed when it fails to come up.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use ::http::Method;
@@ -29,18 +30,26 @@ pub fn workspace_root() -> PathBuf {
 
 /// Path of the freshly built data-plane binary (debug profile).
 pub fn binary() -> anyhow::Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build("hookmesh-dataplane", false).map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    built("hookmesh-dataplane", false)
 }
 
 /// The same, release profile (what the benchmarks measure).
 pub fn release_binary() -> anyhow::Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build("hookmesh-dataplane", true).map_err(|e| format!("{e:#}")))
+    built("hookmesh-dataplane", true)
+}
+
+/// A workspace binary (`hookmesh-dataplane`, `hookmesh-operator`), built once per test process
+/// and profile, so no suite runs against a stale build.
+pub fn built(package: &str, release: bool) -> anyhow::Result<PathBuf> {
+    type Builds = HashMap<(String, bool), Result<PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Builds>> = OnceLock::new();
+    let mut builds = BUILT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    builds
+        .entry((package.to_string(), release))
+        .or_insert_with(|| build(package, release).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }

@@ -47,6 +47,8 @@ struct Shared {
     script: VecDeque<Reply>,
     default: Reply,
     received: Vec<Received>,
+    /// How many of `received` [`Receiver::next`] has handed out.
+    taken: usize,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,7 @@ impl Receiver {
             script: VecDeque::new(),
             default: Reply::Status(200),
             received: Vec::new(),
+            taken: 0,
         }));
         let arrived = Arc::new(Notify::new());
         let (s, a) = (shared.clone(), arrived.clone());
@@ -133,7 +136,28 @@ impl Receiver {
 
     /// Forget what arrived so far.
     pub fn clear(&self) {
-        self.lock().received.clear();
+        let mut s = self.lock();
+        s.received.clear();
+        s.taken = 0;
+    }
+
+    /// The next request not handed out by `next` before, waiting up to `timeout` for it.
+    pub async fn next(&self, timeout: Duration) -> anyhow::Result<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.arrived.notified();
+            {
+                let mut s = self.lock();
+                if let Some(r) = s.received.get(s.taken).cloned() {
+                    s.taken += 1;
+                    return Ok(r);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no request arrived within {timeout:?}");
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
     }
 
     pub fn count(&self) -> usize {

@@ -2,10 +2,29 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{anyhow, Context as _};
 
 /// How often a condition is looked at again.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Run `attempt` until it succeeds; after `timeout`, fail with its last error, naming `what`.
+pub async fn retry(
+    what: &str,
+    timeout: Duration,
+    mut attempt: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e)
+                    .with_context(|| format!("timed out after {timeout:?} waiting for {what}"))
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
 
 /// Poll `done` until it answers `true`; fail after `timeout`, naming `what`.
 pub async fn wait_until(
@@ -13,14 +32,9 @@ pub async fn wait_until(
     timeout: Duration,
     mut done: impl AsyncFnMut() -> bool,
 ) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if done().await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    retry(what, timeout, async || match done().await {
+        true => Ok(()),
+        false => Err(anyhow!("not yet")),
+    })
+    .await
 }

@@ -25,7 +25,6 @@ mod e2e_cluster {
     pub mod gateway;
     pub mod kube_util;
     pub mod procs;
-    pub mod receiver;
     pub mod restart;
 }
 

@@ -180,7 +180,8 @@ pub fn default_values(env: &Env) -> anyhow::Result<()> {
 }
 
 pub fn full_values(env: &Env) -> anyhow::Result<()> {
-    let values = procs::workspace_root().join("charts/hookmesh/ci/full-values.yaml");
+    let values =
+        hookmesh_tests::gateway::workspace_root().join("charts/hookmesh/ci/full-values.yaml");
     let values = values.to_str().context("path")?.to_string();
     block_on(async {
         let cluster = &setup(env).await?;
@@ -227,7 +228,7 @@ async fn ensure_servicemonitor_crd(env: &Env, cluster: &Cluster) -> anyhow::Resu
     if env.kubectl(&["get", "crd", name, "-o", "name"]).is_ok() {
         return Ok(());
     }
-    let file: PathBuf =
-        procs::workspace_root().join("tests/tests/e2e_cluster/servicemonitor-crd.yaml");
+    let file: PathBuf = hookmesh_tests::gateway::workspace_root()
+        .join("tests/tests/e2e_cluster/servicemonitor-crd.yaml");
     cluster.apply_crds(&file).await
 }

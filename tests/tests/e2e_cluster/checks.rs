@@ -23,7 +23,7 @@ pub async fn setup(env: &Env) -> anyhow::Result<Cluster> {
         .await
         .context("connect to the e2e cluster")?;
     cluster
-        .apply_crds(&procs::workspace_root().join("crds/hookmesh.io.yaml"))
+        .apply_crds(&hookmesh_tests::gateway::workspace_root().join("crds/hookmesh.io.yaml"))
         .await
         .context("apply crds/")?;
     Ok(cluster)
@@ -45,7 +45,7 @@ where
 }
 
 pub fn crds_with_kubectl(env: &Env) -> anyhow::Result<()> {
-    let crds = procs::workspace_root().join("crds");
+    let crds = hookmesh_tests::gateway::workspace_root().join("crds");
     let crds = crds.to_str().context("path")?;
     let out = env.kubectl(&[
         "apply",
@@ -221,7 +221,8 @@ struct Cases {
 }
 
 fn cases() -> anyhow::Result<Cases> {
-    let file = procs::workspace_root().join("api/tests/fixtures/validation-cases.yaml");
+    let file =
+        hookmesh_tests::gateway::workspace_root().join("api/tests/fixtures/validation-cases.yaml");
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
     Ok(serde_yaml::from_str(&text)?)
@@ -346,7 +347,7 @@ async fn schema_defaults(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
 /// Every file in examples/ exactly as a user applies it (`kubectl apply --server-side`, dry
 /// run on the server: they name namespace `default`), then for real in a test namespace.
 pub fn examples(env: &Env) -> anyhow::Result<()> {
-    let dir = procs::workspace_root().join("examples");
+    let dir = hookmesh_tests::gateway::workspace_root().join("examples");
     let mut files: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))

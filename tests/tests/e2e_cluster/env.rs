@@ -14,8 +14,6 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context as _};
 
-use super::procs;
-
 pub struct Env {
     pub kubeconfig: PathBuf,
     pub kubectl: PathBuf,
@@ -72,7 +70,7 @@ impl Env {
             if let Some(h) = std::env::var_os("HOOKMESH_E2E_HELM").filter(|v| !v.is_empty()) {
                 return Ok(PathBuf::from(h));
             }
-            let script = procs::workspace_root().join("tests/cluster/helm-path");
+            let script = hookmesh_tests::gateway::workspace_root().join("tests/cluster/helm-path");
             run(Command::new(&script))
                 .map(|out| PathBuf::from(out.trim()))
                 .map_err(|e| format!("{e:#}"))
@@ -88,7 +86,7 @@ impl Env {
         let home = tempfile::tempdir()?;
         let mut cmd = Command::new(self.helm()?);
         cmd.args(["template", release])
-            .arg(procs::workspace_root().join("charts/hookmesh"))
+            .arg(hookmesh_tests::gateway::workspace_root().join("charts/hookmesh"))
             .args(["--namespace", ns])
             .args(args)
             // Keep Helm away from the user's config and any kube context.

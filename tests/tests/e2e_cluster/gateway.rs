@@ -2,6 +2,7 @@
 //! ServiceAccount (a TokenRequest token, bound by the chart's rendered RBAC, applied for real),
 //! so a missing verb shows up as `forbidden` and an excessive one as a failed `can-i`.
 
+use hookmesh_tests::wait;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use super::checks::{in_namespace, setup};
 use super::env::Env;
 use super::kube_util::{Cluster, ObjRef};
 use super::procs::{self, block_on, Proc};
-use super::receiver::{Received, Receiver};
+use hookmesh_tests::receiver::{Received, Receiver};
 
 pub const GITHUB_SECRET: &str = "e2e: It's a Secret to Everybody";
 /// The operator's field manager (hookmesh_operator::FIELD_MANAGER).
@@ -102,7 +103,7 @@ impl Install {
 
     /// An operator replica named `pod` (its Lease identity, as the downward API gives it).
     pub fn spawn_operator(&self, pod: &str) -> anyhow::Result<(Proc, String)> {
-        let port = procs::free_port()?;
+        let port = hookmesh_tests::gateway::free_port()?;
         let mut args = self.operator_args.clone();
         args.push(format!("--metrics-listen=127.0.0.1:{port}"));
         let proc = Proc::spawn(
@@ -117,7 +118,7 @@ impl Install {
     }
 
     pub fn spawn_dataplane(&self, pod: &str) -> anyhow::Result<(Proc, String)> {
-        let port = procs::free_port()?;
+        let port = hookmesh_tests::gateway::free_port()?;
         let data = self.dir.path().join(format!("{pod}-data"));
         let mut args = self.dataplane_args.clone();
         args.push(format!("--data-dir={}", data.display()));
@@ -165,7 +166,9 @@ where
 
 /// The data plane's `/readyz` config hash, if it has one.
 pub async fn live_hash(dp_url: &str) -> anyhow::Result<Option<String>> {
-    let (_, body) = procs::http("GET", &format!("{dp_url}/readyz"), &[], b"").await?;
+    let body = hookmesh_tests::http::get(&format!("{dp_url}/readyz"))
+        .await?
+        .text();
     let v: Value = serde_json::from_str(&body).with_context(|| format!("readyz: {body}"))?;
     Ok(v["config_hash"].as_str().map(String::from))
 }
@@ -177,21 +180,26 @@ pub async fn wait_live(
     dp_url: &str,
     timeout: Duration,
 ) -> anyhow::Result<String> {
-    procs::wait_for(timeout, || async {
-        let published = install.config_hash(cluster).await?;
-        let live = live_hash(dp_url).await?;
-        ensure!(
-            live.as_deref() == Some(published.as_str()),
-            "published {published}, live {live:?}"
-        );
-        Ok(())
-    })
+    wait::retry(
+        "the config to be live on the data plane",
+        timeout,
+        || async {
+            let published = install.config_hash(cluster).await?;
+            let live = live_hash(dp_url).await?;
+            ensure!(
+                live.as_deref() == Some(published.as_str()),
+                "published {published}, live {live:?}"
+            );
+            Ok(())
+        },
+    )
     .await?;
     install.config_hash(cluster).await
 }
 
 pub async fn operator_role(url: &str) -> anyhow::Result<String> {
-    let (code, body) = procs::http("GET", &format!("{url}/readyz"), &[], b"").await?;
+    let r = hookmesh_tests::http::get(&format!("{url}/readyz")).await?;
+    let (code, body) = (r.status, r.text());
     ensure!(code == 200, "operator /readyz {code}: {body}");
     let v: Value = serde_json::from_str(&body)?;
     Ok(v["role"].as_str().unwrap_or_default().to_string())
@@ -213,7 +221,9 @@ pub async fn send_push(dp_url: &str, ns: &str, body: &[u8]) -> anyhow::Result<St
         ("x-github-delivery", delivery.as_str()),
         ("x-hub-signature-256", sig.as_str()),
     ];
-    let (code, resp) = procs::http("POST", &format!("{dp_url}/e/{ns}/gh"), &headers, body).await?;
+    let r =
+        hookmesh_tests::http::post(&format!("{dp_url}/e/{ns}/gh"), &headers, body.to_vec()).await?;
+    let (code, resp) = (r.status, r.text());
     ensure!(code == 202, "ingest answered {code}: {resp}");
     let id = serde_json::from_str::<Value>(&resp)?["id"]
         .as_str()
@@ -461,7 +471,7 @@ pub fn operator_and_dataplane(env: &Env) -> anyhow::Result<()> {
 }
 
 async fn scenario(env: &Env, cluster: &Cluster, install: &Install, ns: &str) -> anyhow::Result<()> {
-    let root = procs::workspace_root();
+    let root = hookmesh_tests::gateway::workspace_root();
     check_rbac(env, install, ns)?;
 
     // Objects first, then the operator: the examples (left alone from here on, for the churn
@@ -607,21 +617,25 @@ async fn scenario(env: &Env, cluster: &Cluster, install: &Install, ns: &str) -> 
         .wait_ready(ns, &gh, "True", Some("Ready"), Duration::from_secs(30))
         .await
         .with_context(|| op_a.log_tail())?;
-    procs::wait_for(Duration::from_secs(20), || async {
-        let events = cluster.events_about(ns, "gh").await?;
-        let has = |type_: &str, reason: &str| {
-            events.iter().any(|e| {
-                e.type_.as_deref() == Some(type_)
-                    && e.reason.as_deref() == Some(reason)
-                    && e.reporting_controller.as_deref() == Some(OPERATOR_MANAGER)
-            })
-        };
-        ensure!(
-            has("Warning", "SecretKeyNotFound") && has("Normal", "Ready"),
-            "Events: {events:?}"
-        );
-        Ok(())
-    })
+    wait::retry(
+        "the operator's Events about gh",
+        Duration::from_secs(20),
+        || async {
+            let events = cluster.events_about(ns, "gh").await?;
+            let has = |type_: &str, reason: &str| {
+                events.iter().any(|e| {
+                    e.type_.as_deref() == Some(type_)
+                        && e.reason.as_deref() == Some(reason)
+                        && e.reporting_controller.as_deref() == Some(OPERATOR_MANAGER)
+                })
+            };
+            ensure!(
+                has("Warning", "SecretKeyNotFound") && has("Normal", "Ready"),
+                "Events: {events:?}"
+            );
+            Ok(())
+        },
+    )
     .await
     .context("Events for the broken and the fixed Source")?;
     println!("broken Secret -> Ready=False SecretKeyNotFound + Warning Event; fixed -> Ready=True + Normal Event");
@@ -647,13 +661,15 @@ async fn scenario(env: &Env, cluster: &Cluster, install: &Install, ns: &str) -> 
         ("x-github-event", "push"),
         ("x-hub-signature-256", "sha256=00"),
     ];
-    let (code, _) = procs::http("POST", &format!("{dp_url}/e/{ns}/gh"), &bad, body).await?;
+    let code = hookmesh_tests::http::post(&format!("{dp_url}/e/{ns}/gh"), &bad, body.to_vec())
+        .await?
+        .status;
     ensure!(code == 401, "bad signature answered {code}");
     let got = receiver
-        .wait(Duration::from_secs(30))
+        .next(Duration::from_secs(30))
         .await
         .with_context(|| format!("nothing delivered\n{}", dp.log_tail()))?;
-    ensure!(got.body == body, "delivered body differs");
+    ensure!(got.body[..] == body[..], "delivered body differs");
     ensure!(
         got.header("webhook-id") == Some(id.as_str()),
         "webhook-id {:?} != {id}",
@@ -665,13 +681,17 @@ async fn scenario(env: &Env, cluster: &Cluster, install: &Install, ns: &str) -> 
     // Leader election: a second replica stands by; the leader is killed (no chance to release
     // the Lease) and the standby takes over once the Lease expires.
     let (mut op_b, op_b_url) = install.spawn_operator("operator-b")?;
-    procs::wait_for(Duration::from_secs(20), || async {
-        ensure!(
-            operator_role(&op_b_url).await? == "standby",
-            "operator-b not up as standby"
-        );
-        Ok(())
-    })
+    wait::retry(
+        "one leader among two replicas",
+        Duration::from_secs(20),
+        || async {
+            ensure!(
+                operator_role(&op_b_url).await? == "standby",
+                "operator-b not up as standby"
+            );
+            Ok(())
+        },
+    )
     .await
     .with_context(|| op_b.log_tail())?;
     let lease = cluster.get(&install.ns, &install.lease_ref()).await?;
@@ -682,19 +702,23 @@ async fn scenario(env: &Env, cluster: &Cluster, install: &Install, ns: &str) -> 
     );
     op_a.kill()?;
     let killed = Instant::now();
-    procs::wait_for(Duration::from_secs(45), || async {
-        ensure!(
-            operator_role(&op_b_url).await? == "leader",
-            "operator-b not leading"
-        );
-        let lease = cluster.get(&install.ns, &install.lease_ref()).await?;
-        ensure!(
-            lease["spec"]["holderIdentity"] == "operator-b",
-            "Lease: {}",
-            lease["spec"]
-        );
-        Ok(())
-    })
+    wait::retry(
+        "the standby to take the Lease over",
+        Duration::from_secs(45),
+        || async {
+            ensure!(
+                operator_role(&op_b_url).await? == "leader",
+                "operator-b not leading"
+            );
+            let lease = cluster.get(&install.ns, &install.lease_ref()).await?;
+            ensure!(
+                lease["spec"]["holderIdentity"] == "operator-b",
+                "Lease: {}",
+                lease["spec"]
+            );
+            Ok(())
+        },
+    )
     .await
     .with_context(|| op_b.log_tail())?;
     println!(
@@ -711,24 +735,28 @@ async fn scenario(env: &Env, cluster: &Cluster, install: &Install, ns: &str) -> 
     cluster
         .delete(ns, &ObjRef::hookmesh("Subscription", "gh-to-receiver"))
         .await?;
-    procs::wait_for(Duration::from_secs(20), || async {
-        let config = cluster.config(&install.ns, &install.config_secret).await?;
-        let ours = config["subscriptions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["name"] == "gh-to-receiver" && s["namespace"] == ns);
-        ensure!(!ours, "still routed");
-        let ep = cluster
-            .get(ns, &ObjRef::hookmesh("Endpoint", "receiver"))
-            .await?;
-        ensure!(
-            ep["status"]["subscriptions"] == 0,
-            "subscriptions {}",
-            ep["status"]["subscriptions"]
-        );
-        Ok(())
-    })
+    wait::retry(
+        "the deleted Subscription to leave the config",
+        Duration::from_secs(20),
+        || async {
+            let config = cluster.config(&install.ns, &install.config_secret).await?;
+            let ours = config["subscriptions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["name"] == "gh-to-receiver" && s["namespace"] == ns);
+            ensure!(!ours, "still routed");
+            let ep = cluster
+                .get(ns, &ObjRef::hookmesh("Endpoint", "receiver"))
+                .await?;
+            ensure!(
+                ep["status"]["subscriptions"] == 0,
+                "subscriptions {}",
+                ep["status"]["subscriptions"]
+            );
+            Ok(())
+        },
+    )
     .await
     .with_context(|| op_b.log_tail())?;
     wait_live(cluster, install, &dp_url, Duration::from_secs(10)).await?;

@@ -2,6 +2,7 @@
 //! manager, merge patches, status read from the status subresource's fields, conditions
 //! checked against `metadata.generation`.
 
+use hookmesh_tests::wait;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -245,17 +246,21 @@ impl Cluster {
             names.push(name);
         }
         for name in names {
-            wait(Duration::from_secs(60), || async {
-                let crd = api.get(&name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                anyhow::ensure!(established, "CRD {name} not established");
-                Ok(())
-            })
+            wait::retry(
+                "the CRDs to be Established",
+                Duration::from_secs(60),
+                || async {
+                    let crd = api.get(&name).await?;
+                    let established = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    anyhow::ensure!(established, "CRD {name} not established");
+                    Ok(())
+                },
+            )
             .await?;
         }
         Ok(())
@@ -443,19 +448,4 @@ pub fn yaml_docs(text: &str) -> anyhow::Result<Vec<Value>> {
         }
     }
     Ok(out)
-}
-
-async fn wait<F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let start = Instant::now();
-    loop {
-        match f().await {
-            Ok(()) => return Ok(()),
-            Err(e) if start.elapsed() > timeout => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-        }
-    }
 }

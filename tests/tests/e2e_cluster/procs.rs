@@ -1,64 +1,24 @@
-//! The binaries under test as local processes, plus small HTTP and waiting helpers.
+//! The operator and the data plane as local processes of the e2e suite (HTTP, waiting and the
+//! builds come from `hookmesh_tests`, shared with every suite).
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-
-pub fn workspace_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    root.canonicalize().unwrap_or(root)
-}
 
 pub struct Bins {
     pub operator: PathBuf,
     pub dataplane: PathBuf,
 }
 
-/// Build both binaries into the same target dir as this test (so `CARGO_TARGET_DIR` and the
-/// profile are respected) and return their paths.
+/// Both binaries, freshly built into the target dir the other suites use.
 pub fn build_binaries() -> anyhow::Result<Bins> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "hookmesh-operator",
-            "-p",
-            "hookmesh-dataplane",
-            "--bins",
-            "--manifest-path",
-        ])
-        .arg(workspace_root().join("Cargo.toml"))
-        .status()
-        .context("run cargo build")?;
-    if !status.success() {
-        bail!("cargo build failed: {status}");
-    }
-    // target/<profile>/deps/<test binary> -> target/<profile>
-    let exe = std::env::current_exe()?;
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary is not under target/<profile>/deps")?;
-    let bins = Bins {
-        operator: profile.join("hookmesh-operator"),
-        dataplane: profile.join("hookmesh-dataplane"),
-    };
-    for b in [&bins.operator, &bins.dataplane] {
-        if !b.exists() {
-            bail!("{} was not built", b.display());
-        }
-    }
-    Ok(bins)
+    Ok(Bins {
+        operator: hookmesh_tests::gateway::built("hookmesh-operator", false)?,
+        dataplane: hookmesh_tests::gateway::built("hookmesh-dataplane", false)?,
+    })
 }
 
 /// Run a future on a fresh multi-threaded runtime (each test has its own).
@@ -69,10 +29,6 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("tokio runtime")
         .block_on(f)
-}
-
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 pub fn random_suffix() -> String {
@@ -182,43 +138,6 @@ impl Drop for Proc {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
-        }
-    }
-}
-
-/// One HTTP/1.1 request; returns status and body text.
-pub async fn http(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> anyhow::Result<(u16, String)> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(Bytes::copy_from_slice(body)))?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .context("request timed out")??;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// Retry `f` until it succeeds or `timeout` passes (then its last error).
-pub async fn wait_for<F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let start = Instant::now();
-    loop {
-        match f().await {
-            Ok(()) => return Ok(()),
-            Err(e) if start.elapsed() > timeout => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! same data dir, `HOOKMESH_E2E_RESTART`): the operator and the data plane, never restarted
 //! themselves, resume their watches and pick up changes made after it.
 
+use hookmesh_tests::wait;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,8 @@ use super::checks::setup;
 use super::env::Env;
 use super::gateway::{self, apply_github_chain, live_hash, send_push, subscription, with_install};
 use super::kube_util::ObjRef;
-use super::procs::{self, block_on};
-use super::receiver::Receiver;
+use super::procs::block_on;
+use hookmesh_tests::receiver::Receiver;
 
 pub fn api_server_restart(env: &Env) -> anyhow::Result<()> {
     let restart = env
@@ -55,23 +56,31 @@ pub fn api_server_restart(env: &Env) -> anyhow::Result<()> {
             // A change made after the restart reaches the config and the data plane (both
             // operator watches and the data plane's watch came back)...
             let after = Instant::now();
-            procs::wait_for(Duration::from_secs(30), || async {
-                cluster
-                    .apply(&ns, &subscription(&["push", "after-restart"]))
-                    .await?;
-                Ok(())
-            })
+            wait::retry(
+                "the apiserver to take an apply after its restart",
+                Duration::from_secs(30),
+                || async {
+                    cluster
+                        .apply(&ns, &subscription(&["push", "after-restart"]))
+                        .await?;
+                    Ok(())
+                },
+            )
             .await
             .context("apply after the restart")?;
-            procs::wait_for(Duration::from_secs(90), || async {
-                let published = install.config_hash(cluster).await?;
-                ensure!(published != before, "config not recompiled yet");
-                ensure!(
-                    live_hash(&dp_url).await?.as_deref() == Some(published.as_str()),
-                    "data plane not on {published} yet"
-                );
-                Ok(())
-            })
+            wait::retry(
+                "the config to be recompiled after the restart",
+                Duration::from_secs(90),
+                || async {
+                    let published = install.config_hash(cluster).await?;
+                    ensure!(published != before, "config not recompiled yet");
+                    ensure!(
+                        live_hash(&dp_url).await?.as_deref() == Some(published.as_str()),
+                        "data plane not on {published} yet"
+                    );
+                    Ok(())
+                },
+            )
             .await
             .with_context(|| format!("{}\n{}", op.log_tail(), dp.log_tail()))?;
             println!(
@@ -116,7 +125,7 @@ pub fn api_server_restart(env: &Env) -> anyhow::Result<()> {
             gateway::wait_live(cluster, &install, &dp_url, Duration::from_secs(30)).await?;
             let id = send_push(&dp_url, &ns, br#"{"after":"restart"}"#).await?;
             let got = receiver
-                .wait(Duration::from_secs(30))
+                .next(Duration::from_secs(30))
                 .await
                 .with_context(|| dp.log_tail())?;
             ensure!(
