@@ -17,6 +17,7 @@ mod events;
 mod live;
 pub mod model;
 pub mod params;
+mod replay;
 
 use std::collections::BTreeSet;
 
@@ -92,8 +93,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::get_payload))
         .routes(routes!(events::event_deliveries))
         .routes(routes!(events::timeline))
-        .routes(routes!(events::replay))
-        .routes(routes!(events::bulk_replay))
+        .routes(routes!(replay::replay))
+        .routes(routes!(replay::bulk_replay))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))
