@@ -17,7 +17,9 @@ What it does, every step a named check (PASS/FAIL), closing with "chart: N passe
    a schema is a failure.
 4. Assertions over the rendered objects: security contexts, probes, resources, PVC template,
    args wiring, Services and selectors, least-privilege RBAC, ServiceMonitor/NetworkPolicy
-   consistency, name lengths, value documentation and schema coverage.
+   consistency, name lengths, value documentation and schema coverage; and for several
+   data-plane pods: --peers-dns, the peer-token Secret and its env, the PodDisruptionBudget
+   rule, pod anti-affinity, the peer/drain settings and the termination grace period.
 5. The Argo CD health check (argocd/health.lua) is run under Lua 5.1 (Argo CD uses gopher-lua,
    a Lua 5.1 implementation) against sample Source/Endpoint/Subscription objects.
 """
@@ -25,6 +27,7 @@ What it does, every step a named check (PASS/FAIL), closing with "chart: N passe
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import io
 import json
@@ -366,6 +369,19 @@ def check_statefulset(objs: list[dict], size: str, storage_class: str | None, po
     env = {e["name"]: e for e in c["env"]}
     expect(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "POD_NAME downward API")
     expect(arg_value(args, "--manifests") is None, "--manifests must not be used in the chart")
+    # Peer discovery: always the headless Service's FQDN and the data-plane port.
+    peers_dns = f"{hl['metadata']['name']}.{NAMESPACE}.svc.{cluster_domain}:{port}"
+    got = [a for a in args if a.startswith("--peers-dns")]
+    expect(got == [f"--peers-dns={peers_dns}"], f"--peers-dns: {got} != ['--peers-dns={peers_dns}']")
+    # Derived by the data plane (--node-id from POD_NAME's ordinal) or not for the chart
+    # (--peers is for standalone; --peer-token comes from the env, never on the command line).
+    for flag in ("--node-id", "--peers", "--peer-token"):
+        expect(not [a for a in args if a == flag or a.startswith(flag + "=")], f"{flag} must not be set by the chart: {args}")
+    for name in ("HOOKMESH_NODE_ID", "HOOKMESH_PEERS", "HOOKMESH_PEERS_DNS"):
+        expect(name not in env, f"{name} must not be set by the chart")
+    token = env.get("HOOKMESH_PEER_TOKEN", {})
+    expect(set(token) == {"name", "valueFrom"} and set(token["valueFrom"]) == {"secretKeyRef"},
+           f"HOOKMESH_PEER_TOKEN must come from a secretKeyRef: {token}")
 
 
 def check_config_secret_wiring(objs: list[dict], secret: str) -> None:
@@ -486,6 +502,142 @@ def check_pdb(objs: list[dict]) -> None:
     pdb = one(objs, "PodDisruptionBudget", "-dataplane")
     labels = one(objs, "StatefulSet", "-dataplane")["spec"]["template"]["metadata"]["labels"]
     expect(selects(pdb["spec"]["selector"]["matchLabels"], labels), "PDB does not select the data plane")
+
+
+def peer_token_ref(objs: list[dict]) -> dict:
+    c = one(objs, "StatefulSet", "-dataplane")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    expect("HOOKMESH_PEER_TOKEN" in env, "no HOOKMESH_PEER_TOKEN env on the data plane")
+    ref = env["HOOKMESH_PEER_TOKEN"].get("valueFrom", {}).get("secretKeyRef")
+    expect(ref and set(ref) == {"name", "key"}, f"HOOKMESH_PEER_TOKEN secretKeyRef {ref} (must be required: no optional)")
+    expect(ref["key"] == "token", f"HOOKMESH_PEER_TOKEN key {ref['key']!r} != 'token'")
+    return ref
+
+
+def check_peer_token_generated(objs: list[dict], fullname: str) -> None:
+    """Without dataplane.peers.existingSecret: the chart's own random Secret, referenced by the env."""
+    name = f"{fullname}-peer-token"
+    secrets = by_kind(objs, "Secret")
+    expect([s["metadata"]["name"] for s in secrets] == [name], f"expected exactly Secret {name}, got {[s['metadata']['name'] for s in secrets]}")
+    sec = secrets[0]
+    expect(sec["metadata"]["namespace"] == NAMESPACE, f"{name}: namespace {sec['metadata'].get('namespace')}")
+    expect(sec.get("type") == "Opaque", f"{name}: type {sec.get('type')}")
+    expect(set(sec.get("data", {})) == {"token"} and not sec.get("stringData"), f"{name}: data keys {set(sec.get('data', {}))}")
+    token = base64.b64decode(sec["data"]["token"], validate=True).decode()
+    expect(re.fullmatch(r"[A-Za-z0-9]{48}", token), f"{name}: token is not 48 alphanumeric characters ({len(token)} chars)")
+    annotations = sec["metadata"].get("annotations") or {}
+    expect("helm.sh/resource-policy" not in annotations, f"{name}: must be deleted with the release: {annotations}")
+    expect(sec["metadata"]["labels"].get("app.kubernetes.io/component") == "dataplane", f"{name}: component label")
+    expect(peer_token_ref(objs)["name"] == name, f"HOOKMESH_PEER_TOKEN does not reference {name}")
+    # The token reaches the pod as an env var: the data plane's Role needs nothing on it.
+    for role in by_kind(objs, "Role"):
+        if role["metadata"]["name"].endswith("-dataplane"):
+            for rule in role["rules"]:
+                expect(name not in rule.get("resourceNames", []), f"data-plane Role names {name}: {rule}")
+    tpl = (CHART / "templates" / "dataplane-peer-token-secret.yaml").read_text()
+    expect(re.search(r'lookup "v1" "Secret" \.Release\.Namespace', tpl), "peer-token Secret: no lookup of the existing Secret (value would change on upgrade)")
+    expect("randAlphaNum 48" in tpl, "peer-token Secret: no randAlphaNum 48 fallback")
+
+
+def check_peer_token_existing(objs: list[dict], secret: str) -> None:
+    expect(not by_kind(objs, "Secret"), f"existingSecret set, yet the chart renders {[s['metadata']['name'] for s in by_kind(objs, 'Secret')]}")
+    expect(peer_token_ref(objs)["name"] == secret, f"HOOKMESH_PEER_TOKEN does not reference existingSecret {secret}")
+
+
+def check_pdb_rule(helm: Helm) -> None:
+    """PodDisruptionBudget: enabled "auto" (default) renders it iff replicas > 1; true/false force it."""
+    cases = [
+        ([], 0),
+        (["--set", "dataplane.replicas=3"], 1),
+        (["--set", "dataplane.replicas=2"], 1),
+        (["--set", "dataplane.replicas=3", "--set", "dataplane.podDisruptionBudget.enabled=false"], 0),
+        (["--set", "dataplane.replicas=1", "--set", "dataplane.podDisruptionBudget.enabled=true"], 1),
+        (["--set", "dataplane.replicas=0"], 0),
+        (["--set", "dataplane.replicas=3", "--set", "dataplane.podDisruptionBudget.enabled=auto"], 1),
+    ]
+    for args, want in cases:
+        objs = helm.template(*args)
+        pdbs = by_kind(objs, "PodDisruptionBudget")
+        expect(len(pdbs) == want, f"{' '.join(args) or 'default values'}: {len(pdbs)} PodDisruptionBudgets, want {want}")
+        if want:
+            check_pdb(objs)
+            expect(pdbs[0]["spec"]["maxUnavailable"] == 1, f"PDB maxUnavailable {pdbs[0]['spec']['maxUnavailable']}")
+
+
+def dataplane_affinity(objs: list[dict]) -> dict | None:
+    return one(objs, "StatefulSet", "-dataplane")["spec"]["template"]["spec"].get("affinity")
+
+
+def check_anti_affinity(helm: Helm) -> None:
+    objs = helm.template()
+    expect(dataplane_affinity(objs) is None, f"default: affinity rendered: {dataplane_affinity(objs)}")
+    labels = one(objs, "StatefulSet", "-dataplane")["spec"]["selector"]["matchLabels"]
+    term = {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": labels}}
+    soft = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}}
+    hard = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    node = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}
+    own_anti = {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 7, "podAffinityTerm": {
+        "topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"team": "payments"}}}}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        def values(affinity: dict) -> str:
+            path = Path(tmp) / f"v{len(os.listdir(tmp))}.yaml"
+            path.write_text(yaml.safe_dump({"dataplane": {"affinity": affinity}}))
+            return str(path)
+        cases = [
+            (["--set", "dataplane.podAntiAffinity=soft"], soft),
+            (["--set", "dataplane.podAntiAffinity=hard"], hard),
+            (["--set", "dataplane.podAntiAffinity="], None),
+            # merged with the user's affinity
+            (["--set", "dataplane.podAntiAffinity=hard", "-f", values({"nodeAffinity": node})], {"nodeAffinity": node, **hard}),
+            (["-f", values({"nodeAffinity": node})], {"nodeAffinity": node}),
+            # the user's own podAntiAffinity wins
+            (["--set", "dataplane.podAntiAffinity=soft", "-f", values({"podAntiAffinity": own_anti})], {"podAntiAffinity": own_anti}),
+        ]
+        for args, want in cases:
+            objs = helm.template(*args)
+            got = dataplane_affinity(objs)
+            expect(got == want, f"{' '.join(args)}: affinity\n  got  {got}\n  want {want}")
+            # the operator's affinity is untouched
+            op = one(objs, "Deployment", "-operator")["spec"]["template"]["spec"].get("affinity")
+            expect(op is None, f"{' '.join(args)}: operator affinity changed: {op}")
+
+
+def check_peer_settings_args(objs: list[dict], want: dict) -> None:
+    args = one(objs, "StatefulSet", "-dataplane")["spec"]["template"]["spec"]["containers"][0]["args"]
+    for flag, value in want.items():
+        got = [a for a in args if a == flag or a.startswith(flag + "=")]
+        expect(got == [f"{flag}={value}"], f"{flag}: {got} != ['{flag}={value}']")
+
+
+def check_grace_period(objs: list[dict], want: int) -> None:
+    """terminationGracePeriodSeconds covers drainTimeout + shutdownGrace when drainOnShutdown is on."""
+    sts = one(objs, "StatefulSet", "-dataplane")
+    pod = sts["spec"]["template"]["spec"]
+    expect(pod["terminationGracePeriodSeconds"] == want, f"terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} != {want}")
+    args = pod["containers"][0]["args"]
+
+    def seconds(d: str) -> float:
+        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+        parts = re.findall(r"([0-9]+)(ms|s|m|h|d)", d)
+        expect(parts and "".join(n + u for n, u in parts) == d, f"bad duration {d!r}")
+        return sum(int(n) * units[u] for n, u in parts)
+
+    budget = seconds(arg_value(args, "--drain-timeout")) + seconds(arg_value(args, "--shutdown-grace"))
+    expect(pod["terminationGracePeriodSeconds"] > budget,
+           f"terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} <= drain-timeout + shutdown-grace ({budget:g}s)")
+
+
+def normalize_random(objs: list[dict]) -> list[dict]:
+    """The generated peer token is random on every render without a cluster (lookup finds
+    nothing): blank it so that two renders can be compared."""
+    out = []
+    for o in objs:
+        if o.get("kind") == "Secret" and o["metadata"]["name"].endswith("-peer-token"):
+            o = json.loads(json.dumps(o))
+            o["data"]["token"] = "<random>"
+        out.append(o)
+    return out
 
 
 def check_argocd_configmap(objs: list[dict]) -> None:
@@ -615,6 +767,12 @@ def check_negative(helm: Helm) -> None:
         (["--set", "dataplane.persistence.size=lots"], "size"),
         (["--set", "operator.image.digest=latest"], "digest"),
         (["--set", "operatr.replicas=2", "--set", "operator.nosuchkey=1"], "nosuchkey"),
+        (["--set", "dataplane.podAntiAffinity=always"], "podAntiAffinity"),
+        (["--set", "dataplane.podDisruptionBudget.enabled=yes"], "enabled"),
+        (["--set", "dataplane.settings.drainOnShutdown=maybe"], "drainOnShutdown"),
+        (["--set", "dataplane.settings.peerRefresh=often"], "peerRefresh"),
+        (["--set", "dataplane.peers.existingSecret=Not_A_Name"], "existingSecret"),
+        (["--set", "dataplane.peers.nosuchkey=1"], "nosuchkey"),
     ]
     for args, needle in cases:
         proc = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args, ok=False)
@@ -633,7 +791,10 @@ def check_notes(helm: Helm) -> None:
     """NOTES.txt is only rendered by install; Helm 4 does a client-side dry run without a cluster."""
     for extra, needle in (([], "port-forward svc/hookmesh-ingest"),
                           (["-f", str(FULL_VALUES)], "get svc hm-ingest"),
-                          (["--set", "service.ingest.type=NodePort"], "jsonpath='{.spec.ports[0].nodePort}'")):
+                          (["--set", "service.ingest.type=NodePort"], "jsonpath='{.spec.ports[0].nodePort}'"),
+                          ([], "token in Secret hookmesh-peer-token"),
+                          (["--set", "dataplane.replicas=3", "--set", "dataplane.podDisruptionBudget.enabled=false"],
+                           "3 data-plane pods without a PodDisruptionBudget")):
         out = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *extra).stdout
         expect("NOTES:" in out, f"no NOTES in helm install --dry-run=client {' '.join(extra)}")
         notes = out.split("NOTES:", 1)[1]
@@ -770,7 +931,7 @@ def main() -> int:
         def same_render(name):
             a, b = (renders[h.spec["label"]].get(name) for h in helms)
             expect(a is not None and b is not None, "a render is missing")
-            expect(a == b, "Helm 3 and Helm 4 render different objects")
+            expect(normalize_random(a) == normalize_random(b), "Helm 3 and Helm 4 render different objects")
 
         for name in ("default", "full"):
             r.check(f"helm3 and helm4 render identical objects ({name} values)", same_render, name)
@@ -804,6 +965,35 @@ def main() -> int:
         r.check("full: least-privilege RBAC", check_rbac, full, "hookmesh-leader", "hookmesh-compiled")
         r.check("full: NetworkPolicies select the pods, name real ports, admit peers and metrics", check_networkpolicies, full)
         r.check("full: PodDisruptionBudget selects the data plane", check_pdb, full)
+        helm = helms[-1]
+        hl = helm.spec["label"]
+        r.check(f"{hl}: PodDisruptionBudget iff replicas > 1 (enabled: auto), or enabled: true; never with false",
+                check_pdb_rule, helm)
+        r.check(f"{hl}: podAntiAffinity soft/hard over the data-plane selector, merged with dataplane.affinity (user's podAntiAffinity wins)",
+                check_anti_affinity, helm)
+        r.check("default: peer-token Secret generated (48 alphanumerics, lookup-stable, no keep policy), HOOKMESH_PEER_TOKEN from it",
+                check_peer_token_generated, default, RELEASE)
+        r.check("full: peer-token Secret generated, HOOKMESH_PEER_TOKEN from it", check_peer_token_generated, full, "hm")
+        existing = r.check(f"{hl}: helm template with dataplane.peers.existingSecret", helm.template,
+                           "-f", str(FULL_VALUES), "--set", "dataplane.peers.existingSecret=my-peer-token")
+        if existing:
+            r.check("existingSecret: no peer-token Secret rendered, HOOKMESH_PEER_TOKEN from the user's Secret",
+                    check_peer_token_existing, existing, "my-peer-token")
+            r.check("existingSecret: data-plane StatefulSet (peers-dns, env)", check_statefulset, existing, "50Gi", "fast-ssd", 9000, "cluster.example")
+        multi = r.check(f"{hl}: helm template with replicas=3, podAntiAffinity=hard", helm.template,
+                        "--set", "dataplane.replicas=3", "--set", "dataplane.podAntiAffinity=hard")
+        if multi:
+            r.check("replicas=3, hard anti-affinity: kubernetes-validate (strict)", check_schema_validation, multi)
+            r.check("replicas=3: data-plane StatefulSet (peers-dns, env)", check_statefulset, multi, "10Gi", None, 8080, "cluster.local")
+        if existing:
+            r.check("existingSecret: kubernetes-validate (strict)", check_schema_validation, existing)
+        r.check("default: peer settings rendered as args (--peer-refresh, --peer-timeout, --drain-on-shutdown, --drain-timeout)",
+                check_peer_settings_args, default, {"--peer-refresh": "5s", "--peer-timeout": "2s",
+                                                    "--drain-on-shutdown": "false", "--drain-timeout": "60s"})
+        r.check("full: peer settings rendered as args", check_peer_settings_args, full,
+                {"--peer-refresh": "10s", "--peer-timeout": "3s", "--drain-on-shutdown": "true", "--drain-timeout": "90s"})
+        r.check("default: terminationGracePeriodSeconds 90 exceeds drain-timeout + shutdown-grace", check_grace_period, default, 90)
+        r.check("full: terminationGracePeriodSeconds exceeds drain-timeout + shutdown-grace", check_grace_period, full, 120)
         r.check("full: Argo CD health ConfigMap carries argocd/health.lua for all kinds", check_argocd_configmap, full)
         r.check("Argo CD health.lua under Lua 5.1: Healthy/Degraded/Progressing", check_argocd_lua)
         r.check("values.yaml: every key commented", check_values_commented)

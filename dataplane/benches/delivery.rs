@@ -66,6 +66,7 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
         api_rate_limit: 1_000_000,
         retention: Default::default(),
         delivery: Default::default(),
+        peers: Default::default(),
     };
     tokio::spawn(async move {
         if let Err(e) = server::run(opts).await {

@@ -1,5 +1,6 @@
 //! The HTTP surface of a data-plane pod: composes the routes each module owns (ingest, the REST
-//! API, probes) with `GET /openapi.json`, and nothing else.
+//! API, probes) with `GET /openapi.json`; puts the REST API behind the peer fan-out and adds
+//! the routes pods call on each other.
 
 use std::sync::OnceLock;
 
@@ -13,7 +14,7 @@ use utoipa_axum::routes;
 use crate::error;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{ingest, probes, rest};
+use crate::{ingest, peers, probes, rest};
 
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -30,7 +31,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
+    // Before the internal routes are merged: those are this pod's alone.
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        peers::fanout::route,
+    ));
     router
+        .merge(peers::internal::routes())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

@@ -3,7 +3,7 @@
 //! One module per stage; `server` wires them together for the binary. The stages below the
 //! HTTP layer (`config`, `verify`, `route`, `plan`, `store`, `deliver`) know nothing of it;
 //! `state` is what the HTTP modules (`ingest`, `rest`, `probes`) share, and `app` composes
-//! their routes. `docs/architecture.md` draws the whole picture.
+//! their routes; `peers` makes several pods answer as one gateway. `docs/architecture.md` draws the whole picture.
 
 pub mod app;
 pub mod auth;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod peers;
 pub mod plan;
 pub mod probes;
 pub mod ratelimit;

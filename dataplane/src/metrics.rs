@@ -35,6 +35,18 @@ pub struct Metrics {
     delivery_latency: Histogram,
     pub queue_depth: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub config_reloads: Counter<u64, AtomicU64>,
+    /// Other pods discovered, and how many of them answered the last probe.
+    pub peers_known: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub peers_up: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// REST calls to peers that failed or timed out (the answer was partial or 503).
+    pub peer_call_failures: Counter<u64, AtomicU64>,
+    /// Events handed to a peer by a drain, and taken over from one.
+    pub handoff_out: Counter<u64, AtomicU64>,
+    pub handoff_in: Counter<u64, AtomicU64>,
+    /// 1 while this pod drains or has drained (refusing ingest).
+    pub draining: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Unfinished events a drain could not hand to any peer (still here, delivered from here).
+    pub drain_kept: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -83,8 +95,57 @@ impl Metrics {
             "Configs that went live",
             config_reloads.clone(),
         );
+        let peers_known = Gauge::default();
+        let peers_up = Gauge::default();
+        let peer_call_failures = Counter::default();
+        let handoff_out = Counter::default();
+        let handoff_in = Counter::default();
+        let draining = Gauge::default();
+        let drain_kept = Gauge::default();
+        registry.register(
+            "peers_known",
+            "Other data-plane pods this pod knows of",
+            peers_known.clone(),
+        );
+        registry.register(
+            "peers_up",
+            "Other data-plane pods that answered the last discovery probe",
+            peers_up.clone(),
+        );
+        registry.register(
+            "peer_call_failures",
+            "REST calls to peers that failed or timed out",
+            peer_call_failures.clone(),
+        );
+        registry.register(
+            "handoff_out_events",
+            "Unfinished events handed to a peer by a drain",
+            handoff_out.clone(),
+        );
+        registry.register(
+            "handoff_in_events",
+            "Unfinished events taken over from a draining peer",
+            handoff_in.clone(),
+        );
+        registry.register(
+            "draining",
+            "1 while this pod drains or has drained: it refuses ingest",
+            draining.clone(),
+        );
+        registry.register(
+            "drain_kept_events",
+            "Unfinished events the last drain could not hand to any peer",
+            drain_kept.clone(),
+        );
         Metrics {
             registry,
+            peers_known,
+            peers_up,
+            peer_call_failures,
+            handoff_out,
+            handoff_in,
+            draining,
+            drain_kept,
             ingested,
             verification_failures,
             delivery_attempts,

@@ -25,14 +25,21 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Readiness, with the hash of the config in use: ready once a config is live (in cluster mode,
-/// once the operator's Secret has been read).
+/// once the operator's Secret has been read), and not while the pod drains.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "`{\"status\": \"ready\", \"config_hash\"}`", body = serde_json::Value),
-        (status = 503, description = "`{\"status\": \"waiting for config\", \"config_hash\": null}`", body = serde_json::Value),
+        (status = 503, description = "`{\"status\": \"waiting for config\", \"config_hash\": null}`, or `{\"status\": \"draining\"}`", body = serde_json::Value),
     ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let live = state.live.load();
+    if state.lifecycle.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining", "config_hash": live.hash(),
+                "drain": state.lifecycle.last_report()})),
+        );
+    }
     if live.hash().is_empty() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

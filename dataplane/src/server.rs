@@ -10,6 +10,8 @@ use crate::app::router;
 use crate::config::{self, LiveConfig};
 use crate::deliver;
 use crate::metrics::Metrics;
+use crate::peers::drain::{self, Lifecycle};
+use crate::peers::{discovery, PeerSettings, Peers};
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
 use crate::store::Store;
@@ -32,6 +34,7 @@ pub struct Options {
     pub api_rate_limit: u32,
     pub retention: crate::retention::RetentionOptions,
     pub delivery: deliver::Settings,
+    pub peers: PeerSettings,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -71,24 +74,51 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let engine =
         deliver::Engine::start(store.clone(), live.clone(), metrics.clone(), opts.delivery)
             .context("starting the delivery engine")?;
+    // Every id this process creates carries its node number from here on.
+    crate::store::set_node(opts.peers.node);
+    let drain_on_shutdown = opts.peers.drain_on_shutdown;
+    let peers = Arc::new(Peers::new(opts.peers).context("setting up the peer client")?);
     let rate = opts.api_rate_limit;
     let state = AppState {
         live,
         store: store.clone(),
-        metrics,
+        metrics: metrics.clone(),
         limiter: Arc::new(RateLimiter::new(rate, rate.saturating_mul(2))),
         circuits: engine.circuits(),
+        peers: peers.clone(),
+        lifecycle: Arc::new(Lifecycle::new(Some(engine))),
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;
-    tracing::info!(listen = %opts.listen, "hookmesh data plane serving");
+    tracing::info!(listen = %opts.listen, node = peers.node(), "hookmesh data plane serving");
+    // Bound first, so this pod's own address answers the first probe.
+    discovery::spawn(peers.clone(), metrics.clone());
+    let lifecycle = state.lifecycle.clone();
+    let stopping = {
+        let (lifecycle, peers, store, metrics) = (
+            lifecycle.clone(),
+            peers.clone(),
+            store.clone(),
+            metrics.clone(),
+        );
+        async move {
+            shutdown_signal().await;
+            if drain_on_shutdown {
+                // Serving goes on meanwhile: reads, and peers' calls about this pod's objects.
+                let timeout = peers.settings.drain_timeout;
+                drain::drain(&lifecycle, &peers, &store, &metrics, timeout).await;
+            }
+        }
+    };
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stopping)
         .await
         .context("serving HTTP")?;
     // Ingest has stopped, so nothing new becomes due; let attempts in flight finish.
-    engine.shutdown().await;
+    if let Some(engine) = lifecycle.take_engine().await {
+        engine.shutdown().await;
+    }
     store.flush().context("flushing the store at shutdown")?;
     tracing::info!("stopped cleanly");
     Ok(())

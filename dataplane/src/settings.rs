@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use crate::deliver;
+use crate::peers::PeerSettings;
 use crate::ratelimit::DEFAULT_RATE_LIMIT;
 use crate::retention::RetentionOptions;
 use crate::server::{ConfigFrom, Options};
@@ -65,6 +66,63 @@ pub struct Cli {
     /// next start).
     #[arg(long, env = "HOOKMESH_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub shutdown_grace: Duration,
+    /// This pod's node number (0-65535), carried by every event and delivery id it creates so
+    /// any pod can tell which one holds an object. Default: the ordinal that the pod name
+    /// ($POD_NAME, else $HOSTNAME) ends with, as in a StatefulSet; else 0. Unique per pod.
+    #[arg(long, env = "HOOKMESH_NODE_ID")]
+    pub node_id: Option<u16>,
+    /// The other pods, as a fixed comma-separated list of base URLs (http://host:port); this
+    /// pod's own URL may be in it. For a set of processes without Kubernetes.
+    #[arg(long, env = "HOOKMESH_PEERS", value_delimiter = ',', value_parser = peer_url)]
+    pub peers: Vec<String>,
+    /// The other pods, as the addresses of a headless Service: NAME or NAME:PORT (default
+    /// port: this pod's own), resolved again every --peer-refresh.
+    #[arg(long, env = "HOOKMESH_PEERS_DNS")]
+    pub peers_dns: Option<String>,
+    /// How often the peers are resolved and probed.
+    #[arg(long, env = "HOOKMESH_PEER_REFRESH", default_value = "5s", value_parser = duration)]
+    pub peer_refresh: Duration,
+    /// Bound on each call to a peer; a peer slower than this is reported missing.
+    #[arg(long, env = "HOOKMESH_PEER_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub peer_timeout: Duration,
+    /// Shared secret for the routes pods call on each other (handoff, drain). Without it a
+    /// drain cannot hand events to peers, and this pod takes none.
+    #[arg(long, env = "HOOKMESH_PEER_TOKEN", hide_env_values = true)]
+    pub peer_token: Option<String>,
+    /// On SIGTERM, drain before stopping: refuse ingest, finish attempts in flight, hand every
+    /// unfinished event to a peer. For scale-down; a plain restart on the same volume needs none.
+    #[arg(long, env = "HOOKMESH_DRAIN_ON_SHUTDOWN", default_value_t = false,
+        action = clap::ArgAction::Set)]
+    pub drain_on_shutdown: bool,
+    /// Bound on a whole drain (what is not handed off by then stays on this pod).
+    #[arg(long, env = "HOOKMESH_DRAIN_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub drain_timeout: Duration,
+}
+
+/// A peer's base URL: http://host:port, without a path.
+fn peer_url(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let ok = s.parse::<http::Uri>().ok().filter(|u| {
+        u.scheme_str() == Some("http")
+            && u.authority().is_some_and(|a| !a.host().is_empty())
+            && matches!(u.path(), "" | "/")
+            && u.query().is_none()
+    });
+    match ok {
+        Some(_) => Ok(s.to_string()),
+        None => Err(format!(
+            "{s:?} is not a peer URL such as http://10.0.0.7:8080"
+        )),
+    }
+}
+
+/// The node number a pod name ends with, if it is a StatefulSet pod.
+fn default_node_id() -> u16 {
+    ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find_map(|name| crate::peers::ordinal(&name))
+        .unwrap_or(0)
 }
 
 /// A duration as manifests write them: `500ms`, `30s`, `5m`, `24h`, `7d`, or several, `1h30m`.
@@ -108,6 +166,22 @@ impl Cli {
                 max_in_flight: self.delivery_concurrency as usize,
                 shutdown_grace: self.shutdown_grace,
             },
+            peers: PeerSettings {
+                node: self.node_id.unwrap_or_else(default_node_id),
+                static_peers: self.peers.clone(),
+                dns: self
+                    .peers_dns
+                    .as_ref()
+                    .map(|name| match name.contains(':') {
+                        true => name.clone(),
+                        false => format!("{name}:{}", self.listen.port()),
+                    }),
+                refresh: self.peer_refresh.max(Duration::from_millis(100)),
+                timeout: self.peer_timeout.max(Duration::from_millis(10)),
+                token: self.peer_token.clone().filter(|t| !t.is_empty()),
+                drain_on_shutdown: self.drain_on_shutdown,
+                drain_timeout: self.drain_timeout,
+            },
         })
     }
 }
@@ -147,6 +221,38 @@ mod tests {
         assert_eq!(s.breaker_cooldown, Duration::from_millis(750));
         assert_eq!(s.max_in_flight, 64);
         assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn peer_flags() {
+        let cli = parse(&[
+            "--manifests=m",
+            "--listen=127.0.0.1:9000",
+            "--node-id=3",
+            "--peers=http://127.0.0.1:9001/,http://127.0.0.1:9002",
+            "--peers-dns=hm-peers.ns.svc",
+            "--drain-on-shutdown=true",
+        ])
+        .expect("parses");
+        let p = cli.options().expect("options").peers;
+        assert_eq!(p.node, 3);
+        assert_eq!(
+            p.static_peers,
+            vec!["http://127.0.0.1:9001", "http://127.0.0.1:9002"]
+        );
+        assert_eq!(p.dns.as_deref(), Some("hm-peers.ns.svc:9000"));
+        assert!(p.drain_on_shutdown);
+        assert!(p.token.is_none());
+        for bad in [
+            "--peers=ftp://x:1",
+            "--peers=http://x:1/path",
+            "--node-id=70000",
+            "--peer-timeout=2",
+        ] {
+            let err = parse(&["--manifests=m", bad]).expect_err(bad);
+            let flag = bad.split('=').next().unwrap_or(bad);
+            assert!(err.to_string().contains(flag), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -192,7 +298,16 @@ mod tests {
             .collect();
         from_chart.sort();
         // Set by the chart from the pod's own layout, not from settings.
-        let derived = ["manifests", "config-secret", "data-dir", "listen"];
+        let derived = [
+            "manifests",
+            "config-secret",
+            "data-dir",
+            "listen",
+            "node-id",
+            "peers",
+            "peers-dns",
+            "peer-token",
+        ];
         let mut flags: Vec<String> = Cli::command()
             .get_arguments()
             .filter_map(|a| a.get_long().map(str::to_string))

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use crate::config::LiveConfig;
 use crate::deliver::CircuitBoard;
 use crate::metrics::Metrics;
+use crate::peers::drain::Lifecycle;
+use crate::peers::Peers;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
@@ -20,4 +22,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// The delivery engine's circuit states: the engine publishes, handlers only read.
     pub circuits: Arc<CircuitBoard>,
+    /// The other pods of the set (none in a single-pod gateway).
+    pub peers: Arc<Peers>,
+    /// Whether this pod takes ingest (not while draining), and the engine a drain stops.
+    pub lifecycle: Arc<Lifecycle>,
 }

@@ -129,6 +129,9 @@ pub struct GatewayOptions {
     pub args: Vec<String>,
     /// Run the release build (benchmarks) instead of the debug one.
     pub release: bool,
+    /// Listen on this loopback port, kept across restarts (peers address each other by it); a
+    /// free one otherwise, new at each start.
+    pub port: Option<u16>,
 }
 
 pub struct Gateway {
@@ -138,6 +141,7 @@ pub struct Gateway {
     env: Vec<(String, String)>,
     args: Vec<String>,
     release: bool,
+    port: Option<u16>,
     child: Option<Child>,
     _temp: Option<TempDir>,
     _manifests: Option<TempDir>,
@@ -179,6 +183,7 @@ impl Gateway {
             env: opts.env,
             args: opts.args,
             release: opts.release,
+            port: opts.port,
             child: None,
             _temp: temp,
             _manifests: manifests_dir,
@@ -193,7 +198,11 @@ impl Gateway {
         } else {
             binary()?
         };
-        self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let port = match self.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        self.addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -294,9 +303,15 @@ impl Gateway {
         }
     }
 
-    /// Start again on the same data directory and manifests (on a new port).
+    /// Start again on the same data directory and manifests (on a new port, unless the port
+    /// was given).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9()?;
+        self.spawn().await
+    }
+
+    /// Start again after [`Gateway::kill9`] or [`Gateway::stop`].
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
         self.spawn().await
     }
 

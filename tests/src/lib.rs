@@ -6,6 +6,7 @@
 
 pub mod gateway;
 pub mod http;
+pub mod peer_set;
 pub mod receiver;
 pub mod rest_harness;
 pub mod sign;

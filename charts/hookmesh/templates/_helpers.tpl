@@ -65,9 +65,50 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-dataplane-peers" (include "hookmesh.fullname" .) -}}
 {{- end -}}
 
-{{/* Fully qualified DNS name of the headless peers Service (for peer discovery). */}}
+{{/*
+Fully qualified DNS name of the headless peers Service. The data plane resolves it every
+settings.peerRefresh (--peers-dns) and probes each address to find its peers.
+*/}}
 {{- define "hookmesh.peers.dns" -}}
 {{- printf "%s.%s.svc.%s" (include "hookmesh.peers.serviceName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* Secret (key "token") with the shared secret data-plane peers present on internal calls. */}}
+{{- define "hookmesh.peers.tokenSecretName" -}}
+{{- default (printf "%s-peer-token" (include "hookmesh.fullname" .)) .Values.dataplane.peers.existingSecret -}}
+{{- end -}}
+
+{{/*
+"true" when the data-plane PodDisruptionBudget is rendered, else empty:
+podDisruptionBudget.enabled true, or "auto" (the default) with replicas > 1.
+*/}}
+{{- define "hookmesh.dataplane.pdbEnabled" -}}
+{{- $enabled := toString .Values.dataplane.podDisruptionBudget.enabled -}}
+{{- if or (eq $enabled "true") (and (eq $enabled "auto") (gt (int .Values.dataplane.replicas) 1)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Affinity of data-plane pods: dataplane.affinity, plus a podAntiAffinity over the data-plane
+pods per node when dataplane.podAntiAffinity is "soft" (preferred, weight 100) or "hard"
+(required) and dataplane.affinity does not set podAntiAffinity itself (then the user's wins).
+Renders nothing when the result is empty.
+*/}}
+{{- define "hookmesh.dataplane.affinity" -}}
+{{- $affinity := deepCopy (default (dict) .Values.dataplane.affinity) -}}
+{{- $mode := .Values.dataplane.podAntiAffinity -}}
+{{- if and $mode (not (hasKey $affinity "podAntiAffinity")) -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "hookmesh.selectorLabels" (dict "ctx" . "component" "dataplane") | fromYaml)) -}}
+{{- if eq $mode "hard" -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) -}}
+{{- else -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) -}}
+{{- end -}}
+{{- end -}}
+{{- with $affinity -}}
+{{- toYaml . -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "hookmesh.configSecretName" -}}

@@ -110,7 +110,7 @@ impl HttpClient {
 
 /// An error with its causes, since hyper's top-level message ("client error (Connect)") alone
 /// does not say what went wrong.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

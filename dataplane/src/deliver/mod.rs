@@ -80,11 +80,16 @@ pub enum EngineError {
     Client(#[from] client::ClientError),
 }
 
-/// The running engine. Dropping it without [`Engine::shutdown`] stops it too, abruptly.
+/// The engine. Dropping it without [`Engine::shutdown`] stops it too, abruptly.
 pub struct Engine {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    store: Store,
+    live: LiveConfig,
+    metrics: Arc<Metrics>,
+    client: HttpClient,
+    settings: Settings,
     circuits: Arc<CircuitBoard>,
+    /// The scheduler while it runs: its stop signal and task.
+    running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Engine {
@@ -95,29 +100,41 @@ impl Engine {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Result<Engine, EngineError> {
-        let client = HttpClient::new()?;
-        let (stop, stop_rx) = watch::channel(false);
-        let circuits = Arc::new(CircuitBoard::default());
-        let scheduler = Scheduler {
+        let mut engine = Engine {
             store,
             live,
             metrics,
-            client,
+            client: HttpClient::new()?,
             settings,
+            circuits: Arc::new(CircuitBoard::default()),
+            running: None,
+        };
+        engine.resume();
+        Ok(engine)
+    }
+
+    /// Start claiming again after [`Engine::pause`] (a no-op while running). The breakers start
+    /// afresh; the queue is where it was.
+    pub fn resume(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let scheduler = Scheduler {
+            store: self.store.clone(),
+            live: self.live.clone(),
+            metrics: self.metrics.clone(),
+            client: self.client.clone(),
+            settings: self.settings.clone(),
             endpoints: HashMap::new(),
             tasks: JoinSet::new(),
             running: HashMap::new(),
             busy: HashSet::new(),
             parked: HashSet::new(),
             last_hash: String::new(),
-            circuits: circuits.clone(),
+            circuits: self.circuits.clone(),
         };
-        let task = tokio::spawn(scheduler.run(stop_rx));
-        Ok(Engine {
-            stop,
-            task,
-            circuits,
-        })
+        self.running = Some((stop, tokio::spawn(scheduler.run(stop_rx))));
     }
 
     /// The breakers' states, refreshed after every scheduling round, for the REST API to read.
@@ -127,11 +144,18 @@ impl Engine {
 
     /// Stop claiming, give attempts in flight the grace period, then return. Attempts still
     /// running after it are dropped; their deliveries are due again at the next start.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "delivery scheduler ended abnormally");
+    pub async fn pause(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(true);
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "delivery scheduler ended abnormally");
+            }
         }
+    }
+
+    /// [`Engine::pause`], for good.
+    pub async fn shutdown(mut self) {
+        self.pause().await;
     }
 }
 

@@ -62,6 +62,14 @@ struct Accepted<'a> {
 }
 
 async fn accept(state: &AppState, live: &Live, a: Accepted<'_>) -> Result<Response, ApiError> {
+    if state.lifecycle.draining() {
+        // Providers retry a 503; the Service has stopped sending here (`/readyz` says so).
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DRAINING",
+            "this pod is draining and takes no new events; retry (other pods take them)",
+        ));
+    }
     // The id was taken when the request arrived; its time is the received time, so that a
     // `from`/`to` window (which the store answers from ids) always finds the event at its own
     // `received_at`, even when verifying the request crossed a millisecond boundary.

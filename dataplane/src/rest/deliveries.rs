@@ -118,6 +118,7 @@ pub async fn list_deliveries(
                 .next
                 .map(|n| cursor::encode(cursor::DELIVERIES, fingerprint, n.0)),
         },
+        coverage: Coverage::default(),
     }))
 }
 

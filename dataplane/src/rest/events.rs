@@ -151,6 +151,7 @@ pub async fn list_events(
                 .next
                 .map(|n| cursor::encode(cursor::EVENTS, fingerprint, n.0)),
         },
+        coverage: Coverage::default(),
     }))
 }
 

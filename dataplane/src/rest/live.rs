@@ -74,10 +74,18 @@ fn circuit(circuits: &CircuitBoard, namespace: &str, endpoint: &str) -> String {
 fn endpoint_view(
     e: &EndpointConfig,
     subscriptions: usize,
+    node: u16,
     circuits: &CircuitBoard,
     metrics: &Metrics,
 ) -> EndpointView {
+    let state = circuit(circuits, &e.namespace, &e.name);
+    let counters = endpoint_counters(metrics, &e.namespace, &e.name);
     EndpointView {
+        pods: vec![PodEndpointState {
+            node,
+            circuit: state.clone(),
+            counters: counters.clone(),
+        }],
         namespace: e.namespace.clone(),
         name: e.name.clone(),
         url: redact_url(&e.url),
@@ -93,8 +101,8 @@ fn endpoint_view(
         max_in_flight: e.max_in_flight,
         disabled: e.disabled,
         subscription_count: subscriptions,
-        circuit: circuit(circuits, &e.namespace, &e.name),
-        counters: endpoint_counters(metrics, &e.namespace, &e.name),
+        circuit: state,
+        counters,
     }
 }
 
@@ -140,6 +148,7 @@ pub async fn sources(
     Ok(Json(SourceList {
         config_hash: live.hash().to_string(),
         data,
+        coverage: Coverage::default(),
     }))
 }
 
@@ -170,12 +179,13 @@ pub async fn endpoints(
                 .iter()
                 .filter(|s| s.namespace == e.namespace && s.endpoint == e.name)
                 .count();
-            endpoint_view(e, n, &state.circuits, &state.metrics)
+            endpoint_view(e, n, state.peers.node(), &state.circuits, &state.metrics)
         })
         .collect();
     Ok(Json(EndpointList {
         config_hash: live.hash().to_string(),
         data,
+        coverage: Coverage::default(),
     }))
 }
 
@@ -215,6 +225,7 @@ pub async fn subscriptions(
     Ok(Json(SubscriptionList {
         config_hash: live.hash().to_string(),
         data,
+        coverage: Coverage::default(),
     }))
 }
 

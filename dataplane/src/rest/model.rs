@@ -149,6 +149,8 @@ pub struct EventDetail {
 pub struct EventPage {
     pub data: Vec<EventView>,
     pub pagination: Pagination,
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }
 
 /// One delivery of an event to an endpoint.
@@ -234,6 +236,8 @@ pub struct DeliveryDetail {
 pub struct DeliveryPage {
     pub data: Vec<DeliveryView>,
     pub pagination: Pagination,
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -334,6 +338,8 @@ pub struct BulkReplayResult {
     /// With `filter`: more events match; call again with `cursor`.
     pub has_more: bool,
     pub next_cursor: Option<String>,
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -366,7 +372,7 @@ pub struct SourceView {
     pub counters: SourceCounters,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Clone)]
 pub struct EndpointCounters {
     /// Successful attempts.
     pub delivered: u64,
@@ -398,9 +404,30 @@ pub struct EndpointView {
     pub max_in_flight: Option<u32>,
     pub disabled: bool,
     pub subscription_count: usize,
-    /// `closed`, `open`, `half_open`, or `unknown` when the delivery engine does not say.
+    /// `closed`, `open`, `half_open`, or `unknown` when the delivery engine does not say; with
+    /// several pods, the worst of theirs (`pods` has each one's).
+    pub circuit: String,
+    /// Added up over every pod.
+    pub counters: EndpointCounters,
+    /// Each pod's own circuit state and counters, by node.
+    pub pods: Vec<PodEndpointState>,
+}
+
+/// One pod's view of an endpoint.
+#[derive(Serialize, ToSchema)]
+pub struct PodEndpointState {
+    pub node: u16,
     pub circuit: String,
     pub counters: EndpointCounters,
+}
+
+/// With several pods: whether some did not answer, and which.
+#[derive(Serialize, ToSchema, Default)]
+pub struct Coverage {
+    /// `true` when some pods did not answer in time: the answer holds what the others returned.
+    pub partial: bool,
+    /// The pods that did not answer, and why.
+    pub missing_peers: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -424,16 +451,22 @@ pub struct SubscriptionView {
 pub struct SourceList {
     pub config_hash: String,
     pub data: Vec<SourceView>,
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct EndpointList {
     pub config_hash: String,
     pub data: Vec<EndpointView>,
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct SubscriptionList {
     pub config_hash: String,
     pub data: Vec<SubscriptionView>,
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }

@@ -36,19 +36,23 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
         let Query(value) = Query::<T>::try_from_uri(&parts.uri).map_err(|e| {
             ApiError::invalid_parameter(format!("invalid query string: {}", e.body_text()))
         })?;
-        let mut pairs: Vec<&str> = parts
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty() && !p.starts_with("cursor=") && !p.starts_with("limit="))
-            .collect();
-        pairs.sort_unstable();
         Ok(Params {
             value,
-            fingerprint: fingerprint(pairs.join("&").as_bytes()),
+            fingerprint: filters_fingerprint(parts.uri.query()),
         })
     }
+}
+
+/// The fingerprint of a query string's filters (every parameter but `cursor` and `limit`, in
+/// any order): what a listing cursor carries, the same on every pod.
+pub fn filters_fingerprint(query: Option<&str>) -> [u8; 8] {
+    let mut pairs: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("cursor=") && !p.starts_with("limit="))
+        .collect();
+    pairs.sort_unstable();
+    fingerprint(pairs.join("&").as_bytes())
 }
 
 /// The first 8 bytes of SHA-256: what a cursor carries to recognise its query.

@@ -240,6 +240,7 @@ pub async fn bulk_replay(
             errors,
             has_more,
             next_cursor,
+            coverage: Coverage::default(),
         }),
     )
         .into_response())

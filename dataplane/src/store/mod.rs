@@ -6,7 +6,8 @@
 //! - `commit`: ingest, by group commit, and the repair of a group a crash cut short;
 //! - `queue`: the delivery queue (claim, finish, requeue, replay, recovery at open);
 //! - `reads`: single records and the REST listings;
-//! - `expiry`: deletion on request and the retention sweeps.
+//! - `expiry`: deletion on request and the retention sweeps;
+//! - `handoff`: export and import of whole events, for a pod handing its queue to a peer.
 //!
 //! The hot paths write single keys, in an order chosen so that whatever prefix of them survives
 //! a crash is consistent or repaired at the next open; the per-event locks stand in for
@@ -19,6 +20,7 @@ mod commit;
 mod errors;
 mod expiry;
 mod handle;
+mod handoff;
 mod keys;
 mod locks;
 pub mod model;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 pub use commit::{IdempotencyClaim, IngestOutcome, NewEvent};
 pub use errors::StoreError;
 pub use handle::Store;
+pub use handoff::ExportedEvent;
 pub use model::*;
 pub use queue::{Claimed, Finish};
 pub use reads::{DeliveryFilter, EventFilter, Page, PAYLOAD_COST, SCAN_BUDGET};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -17,14 +18,44 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
-/// Process-wide monotonic ULIDs, so ids taken in one millisecond still sort in creation order.
-static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+/// The node (data-plane pod) this process is: bits 64..80 of every id it creates, the top of
+/// a ULID's random part. Any pod can tell from an id alone which pod created it.
+static NODE: AtomicU16 = AtomicU16::new(0);
+
+/// Set once at start, before any id is generated.
+pub fn set_node(node: u16) {
+    NODE.store(node, Ordering::Relaxed);
+}
+
+pub fn this_node() -> u16 {
+    NODE.load(Ordering::Relaxed)
+}
+
+/// The node that created an id.
+pub fn node_of(id: Ulid) -> u16 {
+    // Truncation keeps exactly bits 64..80.
+    (id.0 >> 64) as u16
+}
+
+/// Last millisecond and low 64 bits handed out: ids taken in one millisecond count up from a
+/// random start, so they still sort in creation order.
+static LAST: Mutex<(u64, u64)> = Mutex::new((0, 0));
 
 fn next_ulid() -> Ulid {
-    let mut guard = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
-    let gen = guard.get_or_insert_with(ulid::Generator::new);
-    // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random ULID.
-    gen.generate().unwrap_or_else(|_| Ulid::new())
+    let now = now_ms().min((1 << 48) - 1);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let (ms, low) = if now > last.0 {
+        // Half the range: the count-up within a millisecond never wraps.
+        (now, rand::random::<u64>() >> 1)
+    } else {
+        // The same millisecond, or the clock stepped back: keep counting from the last id.
+        match last.1.checked_add(1) {
+            Some(low) => (last.0, low),
+            None => (last.0 + 1, 0),
+        }
+    };
+    *last = (ms, low);
+    Ulid((u128::from(ms) << 80) | (u128::from(this_node()) << 64) | u128::from(low))
 }
 
 macro_rules! prefixed_id {
@@ -305,6 +336,20 @@ mod tests {
         assert_eq!(EventId::from_key(&a.to_key()), Some(a));
         assert!("dlv_01ARZ3NDEKTSV4RRFFQ69G5FAV".parse::<EventId>().is_err());
         assert!("evt_nope".parse::<EventId>().is_err());
+    }
+
+    #[test]
+    fn ids_carry_the_node_that_made_them() {
+        let before = this_node();
+        set_node(0xBEEF);
+        let a = EventId::generate();
+        let b = DeliveryId::generate();
+        set_node(before);
+        assert_eq!(node_of(a.0), 0xBEEF);
+        assert_eq!(node_of(b.0), 0xBEEF);
+        assert!(a.0 < b.0, "still time-ordered across kinds and nodes");
+        let ms = now_ms();
+        assert!(a.timestamp_ms() <= ms && ms - a.timestamp_ms() < 5_000);
     }
 
     #[test]

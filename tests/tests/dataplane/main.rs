@@ -6,3 +6,4 @@ mod delivery;
 mod ingest;
 mod rest;
 mod rest_limits;
+mod scaleout;
