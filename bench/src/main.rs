@@ -5,6 +5,7 @@
 
 mod load;
 mod procs;
+mod scaleout;
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ struct Cli {
     /// Serve the bare baseline handler on this address and do nothing else (used internally).
     #[arg(long, hide = true)]
     baseline_server: Option<std::net::SocketAddr>,
+    /// Run only the scale-out scenario (one pod against three).
+    #[arg(long)]
+    scaleout_only: bool,
     /// Only drive the ingest load at this URL and print its figures (for profiling a running
     /// data plane, e.g. under `perf record`).
     #[arg(long)]
@@ -61,6 +65,11 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let work = tempfile::tempdir()?;
+    if cli.scaleout_only {
+        let figures = scaleout::run(&spec, work.path()).await?;
+        scaleout::print(&figures);
+        return Ok(());
+    }
     let manifests = work.path().join("manifests");
     std::fs::create_dir(&manifests)?;
     procs::write_manifests(&manifests, GITHUB_SECRET)?;
@@ -105,8 +114,11 @@ async fn main() -> anyhow::Result<()> {
     let delivered = delivered_report(&sent, &receiver).await;
     gw.stop(SHUTDOWN).await?;
 
+    let scale = scaleout::run(&spec, work.path()).await?;
+
     print_table(&base, &ingest, rss_idle, rss_peak, reload);
     print_delivery(&direct, &sent, &delivered);
+    scaleout::print(&scale);
     Ok(())
 }
 

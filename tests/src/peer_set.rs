@@ -17,6 +17,8 @@ pub struct SetOptions {
     pub manifests_yaml: String,
     /// Arguments every pod gets (besides its identity and the peer list).
     pub args: Vec<String>,
+    /// Environment every pod gets (e.g. a quieter `RUST_LOG` for benchmarks).
+    pub env: Vec<(String, String)>,
     pub release: bool,
 }
 
@@ -49,6 +51,7 @@ impl PeerSet {
                 port: Some(*port),
                 args,
                 release: opts.release,
+                env: opts.env.clone(),
                 ..Default::default()
             })
             .await

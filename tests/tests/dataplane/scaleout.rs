@@ -104,6 +104,7 @@ async fn three(receiver: &Receiver, extra: &[&str]) -> PeerSet {
         pods: 3,
         manifests_yaml: manifests(receiver),
         args,
+        env: Vec::new(),
         release: false,
     })
     .await
