@@ -42,10 +42,14 @@ spec:
 }
 
 pub fn write_manifests(dir: &Path, github_secret: &str) -> anyhow::Result<()> {
-    std::fs::write(
-        dir.join("bench.yaml"),
-        format!(
-            r#"apiVersion: v1
+    std::fs::write(dir.join("bench.yaml"), manifests(github_secret))?;
+    Ok(())
+}
+
+/// The bench source: `bench/github`, GitHub signatures with `github_secret`.
+pub fn manifests(github_secret: &str) -> String {
+    format!(
+        r#"apiVersion: v1
 kind: Secret
 metadata: {{name: gh, namespace: bench}}
 stringData: {{secret: "{github_secret}"}}
@@ -56,9 +60,7 @@ metadata: {{name: github, namespace: bench}}
 spec:
   verification: {{scheme: github, secretRef: {{name: gh, key: secret}}}}
 "#
-        ),
-    )?;
-    Ok(())
+    )
 }
 
 pub async fn serve_baseline(addr: SocketAddr) -> anyhow::Result<()> {

@@ -11,27 +11,20 @@ use hookmesh_tests::http;
 use hookmesh_tests::peer_set::{PeerSet, SetOptions};
 
 use crate::load::{self, LoadSpec, Report};
+use crate::procs;
 
 const KEY: &str = "bench-read-key-0123456789";
 
+/// The bench source, and a read key for the listings.
 fn manifests(github_secret: &str) -> String {
     format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata: {{name: gh, namespace: bench}}
-stringData: {{secret: "{github_secret}"}}
----
-apiVersion: hookmesh.io/v1alpha1
-kind: Source
-metadata: {{name: github, namespace: bench}}
-spec:
-  verification: {{scheme: github, secretRef: {{name: gh, key: secret}}}}
----
+        r#"{}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: key, namespace: bench, labels: {{hookmesh.io/api-key: "true"}}}}
 stringData: {{key: {KEY}, role: read}}
-"#
+"#,
+        procs::manifests(github_secret)
     )
 }
 

@@ -195,10 +195,14 @@ impl<'a> Call<'a> {
         let mut ok = Vec::new();
         let mut missing = Vec::new();
         for (m, a) in members.iter().cloned().zip(answers) {
+            // `send` counted the calls that got no answer; these got an unusable one.
+            let answered = a.is_ok();
             match json_answer(a) {
                 Ok(v) => ok.push((m, v)),
                 Err(why) => {
-                    self.state.metrics.peer_call_failures.inc();
+                    if answered {
+                        self.state.metrics.peer_call_failures.inc();
+                    }
                     missing.push(Missing { member: m, why })
                 }
             }
@@ -206,13 +210,23 @@ impl<'a> Call<'a> {
         (ok, missing)
     }
 
-    async fn list(self, local: Local, kind: u8) -> Response {
+    /// This pod's answer and every peer's, asked at once. `Err`: this pod refused, and that
+    /// refusal is the answer.
+    async fn gather(&self, local: Local) -> Result<(Value, Vec<Value>, Vec<Missing>), Response> {
         let members = self.members();
         let (mine, (theirs, missing)) = tokio::join!(local.run(), self.ask_all(&members));
         let body = match local_json(mine).await {
             Some(Ok(v)) => v,
-            Some(Err(refusal)) => return refusal,
-            None => return unreadable_local(),
+            Some(Err(refusal)) => return Err(refusal),
+            None => return Err(unreadable_local()),
+        };
+        Ok((body, theirs.into_iter().map(|(_, v)| v).collect(), missing))
+    }
+
+    async fn list(self, local: Local, kind: u8) -> Response {
+        let (body, theirs, missing) = match self.gather(local).await {
+            Ok(all) => all,
+            Err(refusal) => return refusal,
         };
         let query = self.path_and_query.split_once('?').map(|(_, q)| q);
         let fingerprint = params::filters_fingerprint(query);
@@ -220,7 +234,7 @@ impl<'a> Call<'a> {
             .as_u64()
             .map_or(params::DEFAULT_LIMIT, |l| l as usize);
         let mut pages = vec![page_in(&body, kind, fingerprint)];
-        pages.extend(theirs.iter().map(|(_, v)| page_in(v, kind, fingerprint)));
+        pages.extend(theirs.iter().map(|v| page_in(v, kind, fingerprint)));
         let (items, next) = merge::pages(pages, limit);
         let mut out = body;
         out["data"] = Value::Array(items);
@@ -234,14 +248,10 @@ impl<'a> Call<'a> {
     }
 
     async fn config(self, local: Local, kind: ConfigKind) -> Response {
-        let members = self.members();
-        let (mine, (theirs, missing)) = tokio::join!(local.run(), self.ask_all(&members));
-        let body = match local_json(mine).await {
-            Some(Ok(v)) => v,
-            Some(Err(refusal)) => return refusal,
-            None => return unreadable_local(),
+        let (body, others, missing) = match self.gather(local).await {
+            Ok(all) => all,
+            Err(refusal) => return refusal,
         };
-        let others: Vec<Value> = theirs.into_iter().map(|(_, v)| v).collect();
         let mut out = merge::config(kind, body, &others);
         mark_partial(&mut out, &missing);
         Json(out).into_response()
