@@ -760,3 +760,70 @@ async fn a_drained_pod_hands_its_queue_to_the_others_and_nothing_is_lost() {
         "handed-off events are listed once, from pod 1"
     );
 }
+
+#[tokio::test]
+async fn pods_find_each_other_through_dns() {
+    // One name, each pod's peers at the other's port: what a headless Service gives, on a
+    // machine where the name has one address.
+    let receiver = Receiver::start().await.expect("receiver");
+    let ports = [
+        hookmesh_tests::gateway::free_port().expect("port"),
+        hookmesh_tests::gateway::free_port().expect("port"),
+    ];
+    let mut pods = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let other = ports[1 - i];
+        pods.push(
+            Gateway::start_with(hookmesh_tests::gateway::GatewayOptions {
+                manifests_yaml: Some(manifests(&receiver)),
+                port: Some(*port),
+                args: vec![
+                    format!("--node-id={}", i + 1),
+                    format!("--peers-dns=localhost:{other}"),
+                    format!("--peer-token={PEER_TOKEN}"),
+                    "--peer-refresh=200ms".into(),
+                ],
+                ..Default::default()
+            })
+            .await
+            .expect("pod"),
+        );
+    }
+    for gw in &pods {
+        wait_until(
+            "the peer found by name",
+            Duration::from_secs(30),
+            async || gw.metric("hookmesh_peers_up").await.ok() == Some(1.0),
+        )
+        .await
+        .expect("discovered");
+    }
+    let a = ingest(&pods[0], "default", 2, "dns").await;
+    let b = ingest(&pods[1], "default", 2, "dns").await;
+    let (listed, partial) = pages(&pods[0], "/api/v1/events", READ_KEY, 3).await;
+    assert!(!partial);
+    let listed: BTreeSet<String> = listed.into_iter().collect();
+    assert!(a.iter().chain(&b).all(|id| listed.contains(id)));
+    pods[0]
+        .get(&format!("/api/v1/events/{}", b[0]), READ_KEY)
+        .await
+        .expect(200);
+    // The other pod goes away (its name still resolves): down, not forgotten.
+    pods[1].kill9().expect("kill");
+    wait_until("the peer seen down", Duration::from_secs(30), async || {
+        pods[0].metric("hookmesh_peers_up").await.ok() == Some(0.0)
+    })
+    .await
+    .expect("down");
+    assert_eq!(
+        pods[0]
+            .metric("hookmesh_peers_known")
+            .await
+            .expect("metric"),
+        1.0
+    );
+    pods[0]
+        .get(&format!("/api/v1/events/{}", b[0]), READ_KEY)
+        .await
+        .expect_error(503, "PEER_UNAVAILABLE");
+}
