@@ -67,6 +67,7 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
         retention: Default::default(),
         delivery: Default::default(),
         peers: Default::default(),
+        publish_max_body: 1024 * 1024,
     };
     tokio::spawn(async move {
         if let Err(e) = server::run(opts).await {

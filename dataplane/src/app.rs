@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use crate::error;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{ingest, peers, probes, rest};
+use crate::{ingest, peers, probes, query_rule, rest};
 
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -38,6 +38,8 @@ pub fn router(state: AppState) -> Router {
     ));
     router
         .merge(peers::internal::routes())
+        // Outermost: a request with a parameter its route does not take goes no further.
+        .layer(axum::middleware::from_fn(query_rule::check))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

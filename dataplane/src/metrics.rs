@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Events handed to a peer by a drain, and taken over from one.
     pub handoff_out: Counter<u64, AtomicU64>,
     pub handoff_in: Counter<u64, AtomicU64>,
+    /// 0 once the store refuses writes (a failed flush), else 1.
+    pub store_writable: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// 1 while this pod drains or has drained (refusing ingest).
     pub draining: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Unfinished events a drain could not hand to any peer (still here, delivered from here).
@@ -101,6 +103,12 @@ impl Metrics {
         let handoff_out = Counter::default();
         let handoff_in = Counter::default();
         let draining = Gauge::default();
+        let store_writable = Gauge::default();
+        registry.register(
+            "store_writable",
+            "0 once the store refuses writes after a failed flush (until restart), else 1",
+            store_writable.clone(),
+        );
         let drain_kept = Gauge::default();
         registry.register(
             "peers_known",
@@ -146,6 +154,7 @@ impl Metrics {
             handoff_in,
             draining,
             drain_kept,
+            store_writable,
             ingested,
             verification_failures,
             delivery_attempts,

@@ -17,11 +17,21 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-/// Liveness.
+/// Liveness: fails once the store refuses writes, which only a restart cures (the next open
+/// repairs the store; with the volume still full it fails until space comes back).
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = serde_json::Value)))]
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`", body = serde_json::Value),
+        (status = 503, description = "`{\"status\": \"storage failed\", \"reason\"}`: restart the pod", body = serde_json::Value),
+    ))]
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.refusing() {
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "storage failed", "reason": reason})),
+        ),
+        None => (StatusCode::OK, Json(json!({"status": "ok"}))),
+    }
 }
 
 /// Readiness, with the hash of the config in use: ready once a config is live (in cluster mode,
@@ -29,10 +39,16 @@ async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "`{\"status\": \"ready\", \"config_hash\"}`", body = serde_json::Value),
-        (status = 503, description = "`{\"status\": \"waiting for config\", \"config_hash\": null}`, or `{\"status\": \"draining\"}`", body = serde_json::Value),
+        (status = 503, description = "`{\"status\": \"waiting for config\", \"config_hash\": null}`, or `{\"status\": \"draining\"}`, or `{\"status\": \"storage failed\", \"reason\"}`", body = serde_json::Value),
     ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let live = state.live.load();
+    if let Some(reason) = state.store.refusing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "storage failed", "config_hash": live.hash(), "reason": reason})),
+        );
+    }
     if state.lifecycle.draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -61,6 +77,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .queue_depth
         .set(state.store.queue_depth() as i64);
+    state
+        .metrics
+        .store_writable
+        .set(i64::from(state.store.refusing().is_none()));
     (
         [(
             header::CONTENT_TYPE,

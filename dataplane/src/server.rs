@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use crate::app::router;
 use crate::config::{self, LiveConfig};
 use crate::deliver;
+use crate::http_refusals;
 use crate::metrics::Metrics;
 use crate::peers::drain::{self, Lifecycle};
 use crate::peers::{discovery, PeerSettings, Peers};
@@ -35,6 +36,8 @@ pub struct Options {
     pub retention: crate::retention::RetentionOptions,
     pub delivery: deliver::Settings,
     pub peers: PeerSettings,
+    /// Largest body `POST /api/v1/events` reads.
+    pub publish_max_body: u64,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -87,6 +90,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         circuits: engine.circuits(),
         peers: peers.clone(),
         lifecycle: Arc::new(Lifecycle::new(Some(engine))),
+        publish_max_body: opts.publish_max_body,
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -111,7 +115,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
         }
     };
-    axum::serve(listener, router(state))
+    axum::serve(http_refusals::JsonRefusals(listener), router(state))
         .with_graceful_shutdown(stopping)
         .await
         .context("serving HTTP")?;

@@ -97,7 +97,16 @@ pub struct Cli {
     /// Bound on a whole drain (what is not handed off by then stays on this pod).
     #[arg(long, env = "HOOKMESH_DRAIN_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub drain_timeout: Duration,
+    /// Largest body `POST /api/v1/events` accepts, in bytes (webhooks have each Source's own
+    /// spec.maxBodyBytes).
+    #[arg(long, env = "HOOKMESH_PUBLISH_MAX_BODY",
+        default_value_t = hookmesh_api::compile::DEFAULT_MAX_BODY_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_PUBLISH_BODY))]
+    pub publish_max_body: u64,
 }
+
+/// Ceiling of --publish-max-body: a publish body is read into memory whole.
+const MAX_PUBLISH_BODY: u64 = 64 * 1024 * 1024;
 
 /// A peer's base URL: http://host:port, without a path.
 fn peer_url(s: &str) -> Result<String, String> {
@@ -182,6 +191,7 @@ impl Cli {
                 drain_on_shutdown: self.drain_on_shutdown,
                 drain_timeout: self.drain_timeout,
             },
+            publish_max_body: self.publish_max_body,
         })
     }
 }

@@ -26,4 +26,6 @@ pub struct AppState {
     pub peers: Arc<Peers>,
     /// Whether this pod takes ingest (not while draining), and the engine a drain stops.
     pub lifecycle: Arc<Lifecycle>,
+    /// Largest body `POST /api/v1/events` reads.
+    pub publish_max_body: u64,
 }

@@ -9,16 +9,18 @@ use http_body_util::BodyExt as _;
 use crate::error::ApiError;
 
 /// Read the body, refusing more than `limit` bytes with 413 (early when Content-Length says so).
+/// `whose` names the limit in the refusal: "this source's limit (spec.maxBodyBytes)".
 pub(super) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     limit: u64,
+    whose: &str,
 ) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
-            format!("the body is larger than this source's limit of {limit} bytes"),
+            format!("the body is larger than {whose} of {limit} bytes"),
         )
     };
     let declared = headers

@@ -51,7 +51,7 @@ pub struct PublishRequest {
         (status = 401, description = "No or an unknown API key", body = ErrorBody),
         (status = 403, description = "A read-only key, or a namespace the key may not use", body = ErrorBody),
         (status = 404, description = "No such source (`SOURCE_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body over the publish limit (`--publish-max-body`, default 1 MiB)", body = ErrorBody),
         Unavailable,
     ))]
 pub async fn publish(
@@ -66,7 +66,8 @@ pub async fn publish(
     let raw = read_limited(
         &headers,
         body,
-        hookmesh_api::compile::DEFAULT_MAX_BODY_BYTES,
+        state.publish_max_body,
+        "the publish API's limit (--publish-max-body)",
     )
     .await?;
     let req: PublishRequest = serde_json::from_slice(&raw).map_err(|e| {

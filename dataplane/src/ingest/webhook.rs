@@ -64,7 +64,13 @@ pub async fn webhook(
                 format!("Source {namespace}/{source} not found"),
             )
         })?;
-        let body = read_limited(&headers, body, src.max_body_bytes).await?;
+        let body = read_limited(
+            &headers,
+            body,
+            src.max_body_bytes,
+            "this source's limit (spec.maxBodyBytes)",
+        )
+        .await?;
         check_source_key(src, &headers)?;
         let (signature_valid, signature_error) = match verify::verify(
             &src.verification,

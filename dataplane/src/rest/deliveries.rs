@@ -16,7 +16,7 @@ use crate::openapi::RestErrors;
 use crate::state::AppState;
 use crate::store::{now_ms, DeliveryFilter, DeliveryId, DeliveryStatus, EventId, SCAN_BUDGET};
 
-const DELIVERY_STATUSES: &[&str] = &[
+pub(super) const DELIVERY_STATUSES: &[&str] = &[
     "pending",
     "in_flight",
     "success",

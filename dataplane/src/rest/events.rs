@@ -18,7 +18,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::RestErrors;
 use crate::state::AppState;
-use crate::store::{EventFilter, EventId, EventRecord, EventStatus, Store, SCAN_BUDGET};
+use crate::store::{
+    DeliveryStatus, EventFilter, EventId, EventRecord, EventStatus, Store, SCAN_BUDGET,
+};
 
 const EVENT_STATUSES: &[&str] = &[
     "pending",
@@ -276,9 +278,23 @@ pub async fn get_payload(
         .into_response())
 }
 
-/// The deliveries of one event, oldest first.
+/// Filter of `GET /events/{id}/deliveries`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventDeliveriesQuery {
+    /// One status or a comma-separated list: `pending`, `in_flight`, `success`, `retrying`,
+    /// `failed`, `dead_letter`.
+    #[param(
+        example = "failed,dead_letter",
+        pattern = "^(pending|in_flight|success|retrying|failed|dead_letter)(,(pending|in_flight|success|retrying|failed|dead_letter))*$"
+    )]
+    pub status: Option<String>,
+}
+
+/// The deliveries of one event, oldest first; `status=` keeps only those in these states.
 #[utoipa::path(get, path = "/api/v1/events/{id}/deliveries", tag = "events",
-    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")),
+    params(("id" = String, Path, description = "Event id (`evt_...`)", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"), EventDeliveriesQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Its deliveries", body = DeliveryList),
@@ -289,12 +305,18 @@ pub async fn event_deliveries(
     State(state): State<AppState>,
     Auth(caller): Auth,
     PathId(id): PathId<EventId>,
+    Params { value: q, .. }: Params<EventDeliveriesQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
+    let statuses = params::statuses::<DeliveryStatus>(
+        q.status.as_ref(),
+        super::deliveries::DELIVERY_STATUSES,
+    )?;
     find_event(&state.store, &caller, id)?;
     let data = state
         .store
         .deliveries_of(id)?
         .iter()
+        .filter(|d| statuses.is_empty() || statuses.contains(&d.status))
         .map(DeliveryView::from)
         .collect();
     Ok(Json(DeliveryList { data }))

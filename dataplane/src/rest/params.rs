@@ -92,7 +92,19 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for JsonBody<
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         let body = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
             .await
-            .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("unreadable body: {e}")))?;
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    ApiError::new(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        format!("REST request bodies are at most {MAX_JSON_BODY} bytes"),
+                    )
+                } else {
+                    ApiError::bad_request("INVALID_BODY", format!("unreadable body: {e}"))
+                }
+            })?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(T::default()));
         }

@@ -102,6 +102,12 @@ impl Store {
         self.inner.signals.due.notified().await
     }
 
+    /// Why the store refuses writes, once a flush has failed (it does until the process
+    /// restarts: sled keeps an IO error for good, and the next open repairs the last group).
+    pub fn refusing(&self) -> Option<String> {
+        self.inner.signals.failed.get().cloned()
+    }
+
     /// Flush everything to disk (used at shutdown; ingest flushes through the committer).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;

@@ -4,6 +4,7 @@
 
 mod delivery;
 mod ingest;
+mod refusals;
 mod rest;
 mod rest_limits;
 mod scaleout;
