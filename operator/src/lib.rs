@@ -3,10 +3,12 @@
 //! The pure parts ([`reconcile`], [`status`] building) decide; the rest talks to the API:
 //! [`controller`] (watches, compile loop, per-kind controllers), [`publish`] (config Secret by
 //! server-side apply), [`signing`] (generated Endpoint signing Secrets), [`leader`] (Lease
-//! election), [`http`] and [`metrics`] (`/metrics`, `/healthz`, `/readyz`).
+//! election), [`http`] and [`metrics`] (`/metrics`, `/healthz`, `/readyz`); [`inject`] is the
+//! pure part of sidecar injection (the JSON patch a labelled Pod gets).
 
 pub mod controller;
 pub mod http;
+pub mod inject;
 pub mod leader;
 pub mod metrics;
 pub mod publish;
