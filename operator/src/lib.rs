@@ -4,7 +4,8 @@
 //! [`controller`] (watches, compile loop, per-kind controllers), [`publish`] (config Secret by
 //! server-side apply), [`signing`] (generated Endpoint signing Secrets), [`leader`] (Lease
 //! election), [`http`] and [`metrics`] (`/metrics`, `/healthz`, `/readyz`); [`inject`] is the
-//! pure part of sidecar injection (the JSON patch a labelled Pod gets).
+//! pure part of sidecar injection (the JSON patch a labelled Pod gets), [`webhook`] serves it
+//! to the API server over TLS with the operator's own CA.
 
 pub mod controller;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod publish;
 pub mod reconcile;
 pub mod signing;
 pub mod status;
+pub mod webhook;
 
 /// Field manager of every write the operator makes (server-side apply, status, creates).
 pub const FIELD_MANAGER: &str = "hookmesh-operator";

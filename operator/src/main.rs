@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (the default when no subcommand is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (committed in crds/).
     Crdgen,
 }
@@ -53,6 +53,40 @@ struct RunArgs {
     /// Namespace of the Lease (default: $POD_NAMESPACE, else the config Secret's namespace).
     #[arg(long)]
     lease_namespace: Option<String>,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+}
+
+/// The sidecar-injection webhook (off unless --webhook-listen is given).
+#[derive(Args, Clone, Debug)]
+struct WebhookArgs {
+    /// Serve the mutating admission webhook (HTTPS, `/mutate-pods`) on this address.
+    #[arg(long, env = "HOOKMESH_WEBHOOK_LISTEN")]
+    webhook_listen: Option<SocketAddr>,
+    /// Secret (NAMESPACE/NAME) holding the webhook's CA and serving certificate; created when
+    /// absent.
+    #[arg(long, env = "HOOKMESH_WEBHOOK_SECRET", value_name = "NAMESPACE/NAME")]
+    webhook_secret: Option<SecretRef>,
+    /// Names the serving certificate is for (the webhook Service's DNS names, or an IP).
+    #[arg(long, env = "HOOKMESH_WEBHOOK_HOSTS", value_delimiter = ',')]
+    webhook_hosts: Vec<String>,
+    /// MutatingWebhookConfiguration whose caBundle the operator keeps equal to its CA.
+    #[arg(long, env = "HOOKMESH_WEBHOOK_CONFIG")]
+    webhook_config: Option<String>,
+    /// Image of the injected data-plane sidecar.
+    #[arg(
+        long,
+        env = "HOOKMESH_SIDECAR_IMAGE",
+        default_value = "hookmesh/hookmesh-dataplane:latest"
+    )]
+    sidecar_image: String,
+    /// The sidecar of workload W in namespace N reads its config from Secret N/<prefix>W.
+    #[arg(
+        long,
+        env = "HOOKMESH_SIDECAR_SECRET_PREFIX",
+        default_value = "hookmesh-sidecar-"
+    )]
+    sidecar_secret_prefix: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,7 +96,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", hookmesh_api::resources::crds_yaml()?);
             return Ok(());
         }
-        Some(Command::Run(args)) => args,
+        Some(Command::Run(args)) => *args,
         None => cli.run,
     };
     tracing_subscriber::fmt()
@@ -97,6 +131,52 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+async fn start_webhook(
+    client: kube::Client,
+    addr: SocketAddr,
+    args: &WebhookArgs,
+) -> anyhow::Result<()> {
+    use hookmesh_operator::{inject::SidecarSettings, webhook};
+    let secret = args
+        .webhook_secret
+        .clone()
+        .context("--webhook-listen needs --webhook-secret NAMESPACE/NAME")?;
+    anyhow::ensure!(
+        !args.webhook_hosts.is_empty(),
+        "--webhook-listen needs --webhook-hosts (the Service's DNS names)"
+    );
+    let bundle = webhook::load_or_create(
+        client.clone(),
+        &secret.namespace,
+        &secret.name,
+        &args.webhook_hosts,
+    )
+    .await
+    .with_context(|| format!("the webhook certificate in Secret {secret}"))?;
+    if let Some(config) = &args.webhook_config {
+        webhook::keep_ca_bundle(
+            client,
+            config.clone(),
+            bundle.ca.clone(),
+            std::time::Duration::from_secs(60),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    info!(%addr, "sidecar-injection webhook serving");
+    let settings = SidecarSettings {
+        image: args.sidecar_image.clone(),
+        secret_prefix: args.sidecar_secret_prefix.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = webhook::serve(listener, &bundle, settings).await {
+            error!(error = format!("{e:#}"), "webhook server stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -140,6 +220,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             http::serve(listener, metrics, stop).await
         })
     };
+
+    // Every replica serves the webhook (the Service spreads the API server's calls), leader or
+    // not: injection is stateless.
+    if let Some(addr) = args.webhook.webhook_listen {
+        start_webhook(client.clone(), addr, &args.webhook).await?;
+    }
 
     let (leader_tx, mut leader_rx) = watch::channel(false);
     let elector_task = if args.leader_election {

@@ -23,6 +23,7 @@ mod e2e_cluster {
     pub mod checks;
     pub mod env;
     pub mod gateway;
+    pub mod injection;
     pub mod kube_util;
     pub mod procs;
     pub mod restart;
@@ -72,6 +73,11 @@ const TESTS: &[(&str, bool, Check)] = &[
         "operator_and_dataplane_as_the_charts_service_accounts",
         false,
         e2e_cluster::gateway::operator_and_dataplane,
+    ),
+    (
+        "sidecar_injection_by_the_operators_webhook",
+        false,
+        e2e_cluster::injection::sidecar_injection,
     ),
     (
         "operator_and_dataplane_recover_from_an_api_server_restart",

@@ -57,6 +57,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The admin client, for typed calls.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     pub async fn connect(kubeconfig: PathBuf) -> anyhow::Result<Self> {
         let kc = Kubeconfig::read_from(&kubeconfig)
             .with_context(|| format!("read {}", kubeconfig.display()))?;
