@@ -68,6 +68,7 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
         delivery: Default::default(),
         peers: Default::default(),
         publish_max_body: 1024 * 1024,
+        slice: Default::default(),
     };
     tokio::spawn(async move {
         if let Err(e) = server::run(opts).await {

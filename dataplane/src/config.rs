@@ -120,20 +120,41 @@ impl LiveConfig {
     }
 }
 
+/// Which slice of a manifests directory a standalone process serves: the gateway's (every
+/// object bound to no workload), or one workload's, as its sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Slice {
+    #[default]
+    Gateway,
+    Workload {
+        namespace: String,
+        name: String,
+    },
+}
+
+impl Slice {
+    fn audience(&self) -> compile::Audience<'_> {
+        match self {
+            Slice::Gateway => compile::Audience::Gateway,
+            Slice::Workload { namespace, name } => compile::Audience::Workload { namespace, name },
+        }
+    }
+}
+
 /// Compile a manifests directory. `Err` when it cannot be read or parsed at all; otherwise the
-/// compiled config and every problem (loader and compiler) found.
-pub fn compile_dir(dir: &Path) -> anyhow::Result<compile::Compiled> {
+/// compiled config of `slice` and every problem (loader and compiler) found.
+pub fn compile_dir(dir: &Path, slice: &Slice) -> anyhow::Result<compile::Compiled> {
     let loaded = manifests::load_dir(dir)
         .with_context(|| format!("loading manifests from {}", dir.display()))?;
-    let mut compiled = compile(&loaded.inputs);
+    let mut compiled = compile(&loaded.inputs.for_audience(slice.audience()));
     compiled.problems.extend(loaded.problems);
     compiled.problems.sort();
     Ok(compiled)
 }
 
 /// First load of a standalone directory: the valid rest serves, problems are logged.
-pub fn initial_standalone(dir: &Path) -> anyhow::Result<GatewayConfig> {
-    let compiled = compile_dir(dir)?;
+pub fn initial_standalone(dir: &Path, slice: &Slice) -> anyhow::Result<GatewayConfig> {
+    let compiled = compile_dir(dir, slice)?;
     for p in &compiled.problems {
         tracing::warn!(kind = %p.kind, namespace = %p.namespace, name = %p.name, reason = %p.reason, "{}", p.message);
     }
@@ -141,8 +162,8 @@ pub fn initial_standalone(dir: &Path) -> anyhow::Result<GatewayConfig> {
 }
 
 /// Reload one standalone directory into `live`; returns whether a new config went live.
-pub fn reload_standalone(dir: &Path, live: &LiveConfig) -> bool {
-    match compile_dir(dir) {
+pub fn reload_standalone(dir: &Path, slice: &Slice, live: &LiveConfig) -> bool {
+    match compile_dir(dir, slice) {
         Err(e) => {
             tracing::error!(
                 error = format!("{e:#}"),
@@ -162,7 +183,7 @@ pub fn reload_standalone(dir: &Path, live: &LiveConfig) -> bool {
 }
 
 /// Watch `dir` and reload on change, debounced so an editor's burst of writes is one reload.
-pub fn watch_standalone(dir: PathBuf, live: LiveConfig) -> anyhow::Result<()> {
+pub fn watch_standalone(dir: PathBuf, slice: Slice, live: LiveConfig) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Reading the files ourselves produces access events; only changes matter.
@@ -182,9 +203,9 @@ pub fn watch_standalone(dir: PathBuf, live: LiveConfig) -> anyhow::Result<()> {
         while rx.recv().await.is_some() {
             tokio::time::sleep(Duration::from_millis(150)).await;
             while rx.try_recv().is_ok() {}
-            let dir = dir.clone();
-            let live = live.clone();
-            let _ = tokio::task::spawn_blocking(move || reload_standalone(&dir, &live)).await;
+            let (dir, slice, live) = (dir.clone(), slice.clone(), live.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || reload_standalone(&dir, &slice, &live)).await;
         }
     });
     Ok(())

@@ -38,6 +38,8 @@ pub struct Options {
     pub peers: PeerSettings,
     /// Largest body `POST /api/v1/events` reads.
     pub publish_max_body: u64,
+    /// Standalone: which objects of the manifests this process serves.
+    pub slice: config::Slice,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -47,8 +49,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store under {}", opts.data_dir.display()))?;
     let live = match &opts.config {
         ConfigFrom::Manifests(dir) => {
-            let live = LiveConfig::new(config::initial_standalone(dir)?);
-            config::watch_standalone(dir.clone(), live.clone())?;
+            let live = LiveConfig::new(config::initial_standalone(dir, &opts.slice)?);
+            config::watch_standalone(dir.clone(), opts.slice.clone(), live.clone())?;
             live
         }
         ConfigFrom::Secret { namespace, name } => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 
+use crate::config::Slice;
 use crate::deliver;
 use crate::peers::PeerSettings;
 use crate::ratelimit::DEFAULT_RATE_LIMIT;
@@ -103,6 +104,16 @@ pub struct Cli {
         default_value_t = hookmesh_api::compile::DEFAULT_MAX_BODY_BYTES,
         value_parser = clap::value_parser!(u64).range(1..=MAX_PUBLISH_BODY))]
     pub publish_max_body: u64,
+    /// Standalone sidecar: serve only the Sources and Endpoints of workload NAMESPACE/NAME (their
+    /// `workload` field), with the Subscriptions to its Endpoints. Without it a standalone
+    /// process is a gateway: it serves every object bound to no workload.
+    #[arg(
+        long,
+        env = "HOOKMESH_WORKLOAD",
+        value_name = "NAMESPACE/NAME",
+        requires = "manifests"
+    )]
+    pub workload: Option<String>,
 }
 
 /// Ceiling of --publish-max-body: a publish body is read into memory whole.
@@ -192,6 +203,19 @@ impl Cli {
                 drain_timeout: self.drain_timeout,
             },
             publish_max_body: self.publish_max_body,
+            slice: match &self.workload {
+                None => Slice::Gateway,
+                Some(w) => {
+                    let (namespace, name) = w
+                        .split_once('/')
+                        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+                        .context("--workload must be NAMESPACE/NAME")?;
+                    Slice::Workload {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                    }
+                }
+            },
         })
     }
 }
@@ -317,6 +341,7 @@ mod tests {
             "peers",
             "peers-dns",
             "peer-token",
+            "workload",
         ];
         let mut flags: Vec<String> = Cli::command()
             .get_arguments()

@@ -8,9 +8,11 @@
 //!
 //! One file per kind of object, mirroring `resources/`: `source`, `endpoint`, `subscription`,
 //! `api_keys` (labelled Secrets); `secrets` resolves references, `checks` holds the validations
-//! they share, `problem` the error vocabulary, `defaults` the documented defaults.
+//! they share, `problem` the error vocabulary, `defaults` the documented defaults; `audience`
+//! cuts the inputs of the central gateway's config and of each workload's sidecar.
 
 mod api_keys;
+mod audience;
 mod checks;
 mod defaults;
 mod endpoint;
@@ -28,6 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::config::*;
 use crate::resources::{Endpoint, Source, Subscription};
 
+pub use audience::Audience;
 pub use checks::{check_glob, is_header_name, is_json_pointer};
 pub use defaults::*;
 pub use problem::{Kind, Problem, Reason};

@@ -70,6 +70,14 @@ pub struct EndpointSpec {
     /// A disabled endpoint keeps its deliveries queued and sends nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// The workload whose sidecar delivers to this Endpoint (typically its own container, at
+    /// `http://localhost:PORT/...`). Absent: the central gateway does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub workload: Option<String>,
 }
 
 /// Retries with exponential backoff and full jitter (jitter is always on).

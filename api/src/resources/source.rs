@@ -57,6 +57,15 @@ pub struct SourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 67_108_864))]
     pub max_body_bytes: Option<u64>,
+    /// The workload whose sidecar serves this Source (its Pods' `hookmesh.io/workload`
+    /// annotation, else their `app.kubernetes.io/name` or `app` label). Absent: the central
+    /// gateway serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub workload: Option<String>,
 }
 
 /// Signature verification of incoming requests.

@@ -8,3 +8,4 @@ mod refusals;
 mod rest;
 mod rest_limits;
 mod scaleout;
+mod sidecar;

@@ -5,6 +5,7 @@
 
 // One file per kind of object, mirroring the compiler's own layout.
 mod api_keys;
+mod audience;
 mod endpoint;
 mod secrets;
 mod source;
