@@ -101,7 +101,11 @@ pub struct Snapshot {
 /// What one compile decided.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// Every object compiled together: what status is decided from.
     pub compiled: Compiled,
+    /// The central gateway's config: the objects bound to no workload (a workload's objects
+    /// are its sidecar's).
+    pub gateway: GatewayConfig,
     /// Desired status by object, for every object in the snapshot.
     pub statuses: BTreeMap<ObjKey, DesiredStatus>,
     /// The `metadata.generation` of every object this plan was compiled from: a reconcile for a
@@ -110,8 +114,9 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// What the config Secret publishes.
     pub fn config(&self) -> &GatewayConfig {
-        &self.compiled.config
+        &self.gateway
     }
 
     /// The desired status of one object, if this plan was compiled from its current generation.
@@ -236,6 +241,7 @@ pub fn plan(snap: &Snapshot) -> Plan {
         secrets: relevant_secrets(snap),
     };
     let compiled = compile::compile(&inputs);
+    let gateway = compile::compile(&inputs.for_audience(compile::Audience::Gateway)).config;
 
     let mut sub_counts: BTreeMap<(&str, &str), i32> = BTreeMap::new();
     for s in &compiled.config.subscriptions {
@@ -294,6 +300,7 @@ pub fn plan(snap: &Snapshot) -> Plan {
     }
     Plan {
         compiled,
+        gateway,
         statuses,
         generations,
     }

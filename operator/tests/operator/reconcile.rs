@@ -291,3 +291,29 @@ fn fingerprint_ignores_status_writes_and_unrelated_secrets() {
     snap.secrets[0].metadata.resource_version = Some("2".into());
     assert_ne!(reconcile::fingerprint(&snap), base);
 }
+
+#[test]
+fn objects_bound_to_a_workload_are_left_out_of_the_gateways_config_yet_get_a_status() {
+    let mut snap = valid();
+    snap.endpoints[0].spec.workload = Some("ci-runner".into());
+    let plan = reconcile::plan(&snap);
+    let c = plan.config();
+    assert!(
+        c.endpoints.is_empty(),
+        "the sidecar's Endpoint is not the gateway's"
+    );
+    assert!(
+        c.subscriptions.is_empty(),
+        "nor the Subscription that targets it"
+    );
+    assert_eq!(c.sources.len(), 1, "the unbound Source stays");
+    assert_eq!(
+        status_of(&snap, CrKind::Endpoint, "ci").ready,
+        ReadyStatus::True
+    );
+    assert_eq!(
+        plan.compiled.config.endpoints.len(),
+        1,
+        "status comes from everything"
+    );
+}
