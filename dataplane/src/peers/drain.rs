@@ -15,6 +15,10 @@
 //!
 //! Reads keep working throughout. Delivered history stays on the pod's volume: it comes back
 //! if the pod does.
+//!
+//! A pod with no peers (a sidecar beside its service, or a lone gateway) has no one to hand to:
+//! its drain keeps the engine running and waits until everything queued is delivered to its
+//! own endpoints, or `--drain-timeout` passes; what is left is logged and counted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -113,6 +117,24 @@ pub async fn drain(
     }
     lifecycle.draining.store(true, Ordering::Relaxed);
     metrics.draining.set(1);
+    let deadline = Instant::now() + timeout;
+    if !peers.configured() {
+        // No peers (a sidecar, a lone pod): what is queued goes to its own endpoints, on their
+        // usual schedule, for as long as the drain may take.
+        tracing::info!("draining: ingest refused, delivering what is queued before stopping");
+        let report = deliver_here(peers.node(), store, deadline).await;
+        metrics.drain_kept.set(report.kept as i64);
+        if report.kept > 0 {
+            tracing::error!(kept = report.kept,
+                "drain ended with undelivered events; they stay in this pod's data directory (lost with an emptyDir)");
+        } else {
+            tracing::info!("drained: every queued event was delivered");
+        }
+        if let Ok(mut last) = lifecycle.last.lock() {
+            *last = Some(report.clone());
+        }
+        return report;
+    }
     tracing::info!(
         node = peers.node(),
         "draining: ingest refused, waiting for attempts in flight"
@@ -120,7 +142,7 @@ pub async fn drain(
     if let Some(e) = engine.as_mut() {
         e.pause().await;
     }
-    let report = hand_off(peers, store, metrics, Instant::now() + timeout).await;
+    let report = hand_off(peers, store, metrics, deadline).await;
     metrics.drain_kept.set(report.kept as i64);
     if report.kept > 0 {
         tracing::error!(node = report.node, kept = report.kept, errors = ?report.errors,
@@ -284,6 +306,28 @@ async fn hand_off(
     }
     report.kept = count_unfinished(store).await;
     report
+}
+
+/// Wait, with the engine running, until nothing is left to deliver or the deadline passes.
+async fn deliver_here(node: u16, store: &Store, deadline: Instant) -> DrainReport {
+    let mut report = DrainReport {
+        node,
+        ..DrainReport::default()
+    };
+    loop {
+        let left = count_unfinished(store).await;
+        if left == 0 {
+            return report;
+        }
+        if Instant::now() >= deadline {
+            report.kept = left;
+            report
+                .errors
+                .push("--drain-timeout ran out before everything was delivered".into());
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn count_unfinished(store: &Store) -> usize {

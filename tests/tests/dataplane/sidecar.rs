@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hookmesh_tests::gateway::{Gateway, GatewayOptions};
 use hookmesh_tests::http::now_unix;
-use hookmesh_tests::receiver::Receiver;
+use hookmesh_tests::receiver::{Receiver, Reply};
 use hookmesh_tests::sign;
 
 const STRIPE_SECRET: &str = "whsec_stripe_sidecar_secret";
@@ -40,6 +40,7 @@ spec:
   workload: checkout
   url: http://localhost:{app_port}/webhooks/stripe
   secretRef: {{name: signing, key: secret}}
+  retry: {{maxAttempts: 20, initialBackoff: 100ms, maxBackoff: 200ms}}
 ---
 apiVersion: hookmesh.io/v1alpha1
 kind: Subscription
@@ -142,4 +143,67 @@ async fn a_gateway_does_not_serve_what_a_workloads_sidecar_does() {
         .await
         .expect("ingest")
         .expect_error(404, "SOURCE_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn on_sigterm_a_sidecar_delivers_what_it_holds_before_it_exits() {
+    // The app is briefly unwell: the first attempts fail and are retried.
+    let app = Receiver::start().await.expect("the app");
+    app.script([Reply::Status(503), Reply::Status(503), Reply::Status(503)]);
+    let mut sidecar = Gateway::start_with(GatewayOptions {
+        manifests_yaml: Some(manifests(app.addr.port())),
+        args: vec![
+            "--workload=pay/checkout".into(),
+            "--drain-on-shutdown=true".into(),
+            "--drain-timeout=30s".into(),
+            "--breaker-threshold=100".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("sidecar");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body = format!(r#"{{"id":"evt_{i}","type":"charge.succeeded"}}"#);
+        let sig = sign::stripe(STRIPE_SECRET, now_unix(), body.as_bytes());
+        let r = sidecar
+            .post(
+                "/e/pay/stripe",
+                &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", &sig),
+                ],
+                Bytes::from(body),
+            )
+            .await
+            .expect("ingest");
+        r.expect(202);
+        ids.push(r.json()["id"].as_str().expect("id").to_string());
+    }
+    // The pod is deleted: SIGTERM at once, with events still queued or retrying.
+    sidecar
+        .stop(Duration::from_secs(40))
+        .await
+        .expect("exits cleanly once drained");
+    // The app answered 503 to the first three requests and 200 to every later one.
+    let received = app.received();
+    let answered_ok: Vec<&str> = received
+        .iter()
+        .skip(3)
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
+    for id in &ids {
+        assert!(
+            answered_ok.contains(&id.as_str()),
+            "{id} was not delivered before exit ({} requests)",
+            received.len()
+        );
+    }
+    assert!(
+        sidecar
+            .logs()
+            .contains("drained: every queued event was delivered"),
+        "{}",
+        sidecar.logs()
+    );
 }
