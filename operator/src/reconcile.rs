@@ -298,6 +298,34 @@ pub fn plan(snap: &Snapshot) -> Plan {
             Extra::None,
         );
     }
+    // A workload's objects compile like any other but are served by its sidecar: say so.
+    let bound = snap
+        .sources
+        .iter()
+        .map(|s| {
+            (
+                CrKind::Source,
+                ns_of(s),
+                s.name_any(),
+                s.spec.workload.clone(),
+            )
+        })
+        .chain(snap.endpoints.iter().map(|e| {
+            (
+                CrKind::Endpoint,
+                ns_of(e),
+                e.name_any(),
+                e.spec.workload.clone(),
+            )
+        }));
+    for (kind, ns, name, workload) in bound {
+        let Some(w) = workload else { continue };
+        if let Some(d) = statuses.get_mut(&(kind, ns, name)) {
+            if d.ready == ReadyStatus::True {
+                d.message = format!("compiled into the sidecar config of workload {w}");
+            }
+        }
+    }
     Plan {
         compiled,
         gateway,
