@@ -119,6 +119,14 @@ pub struct Cli {
 /// Ceiling of --publish-max-body: a publish body is read into memory whole.
 const MAX_PUBLISH_BODY: u64 = 64 * 1024 * 1024;
 
+/// A `NAMESPACE/NAME` flag value, both parts non-empty.
+fn namespace_name(flag: &str, v: &str) -> anyhow::Result<(String, String)> {
+    v.split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+        .map(|(ns, n)| (ns.to_string(), n.to_string()))
+        .with_context(|| format!("{flag} must be NAMESPACE/NAME"))
+}
+
 /// A peer's base URL: http://host:port, without a path.
 fn peer_url(s: &str) -> Result<String, String> {
     let s = s.trim().trim_end_matches('/');
@@ -157,14 +165,8 @@ impl Cli {
         let config = match (&self.manifests, &self.config_secret) {
             (Some(dir), _) => ConfigFrom::Manifests(dir.clone()),
             (None, Some(secret)) => {
-                let (namespace, name) = secret
-                    .split_once('/')
-                    .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-                    .context("--config-secret must be NAMESPACE/NAME")?;
-                ConfigFrom::Secret {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                }
+                let (namespace, name) = namespace_name("--config-secret", secret)?;
+                ConfigFrom::Secret { namespace, name }
             }
             (None, None) => {
                 anyhow::bail!("give --manifests DIR (standalone) or --config-secret NAMESPACE/NAME")
@@ -206,14 +208,8 @@ impl Cli {
             slice: match &self.workload {
                 None => Slice::Gateway,
                 Some(w) => {
-                    let (namespace, name) = w
-                        .split_once('/')
-                        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-                        .context("--workload must be NAMESPACE/NAME")?;
-                    Slice::Workload {
-                        namespace: namespace.to_string(),
-                        name: name.to_string(),
-                    }
+                    let (namespace, name) = namespace_name("--workload", w)?;
+                    Slice::Workload { namespace, name }
                 }
             },
         })

@@ -118,42 +118,40 @@ pub async fn drain(
     lifecycle.draining.store(true, Ordering::Relaxed);
     metrics.draining.set(1);
     let deadline = Instant::now() + timeout;
-    if !peers.configured() {
+    let report = if peers.configured() {
+        tracing::info!(
+            node = peers.node(),
+            "draining: ingest refused, waiting for attempts in flight"
+        );
+        if let Some(e) = engine.as_mut() {
+            e.pause().await;
+        }
+        let report = hand_off(peers, store, metrics, deadline).await;
+        if report.kept > 0 {
+            tracing::error!(node = report.node, kept = report.kept, errors = ?report.errors,
+                "drain kept unfinished events no peer took; this pod keeps delivering them while it runs, and they stay on its volume");
+            if let Some(e) = engine.as_mut() {
+                e.resume();
+            }
+        } else {
+            tracing::info!(node = report.node, handed_off = report.handed_off, peers = ?report.peers,
+                "drained: every unfinished event is with a peer");
+        }
+        report
+    } else {
         // No peers (a sidecar, a lone pod): what is queued goes to its own endpoints, on their
         // usual schedule, for as long as the drain may take.
         tracing::info!("draining: ingest refused, delivering what is queued before stopping");
         let report = deliver_here(peers.node(), store, deadline).await;
-        metrics.drain_kept.set(report.kept as i64);
         if report.kept > 0 {
             tracing::error!(kept = report.kept,
                 "drain ended with undelivered events; they stay in this pod's data directory (lost with an emptyDir)");
         } else {
             tracing::info!("drained: every queued event was delivered");
         }
-        if let Ok(mut last) = lifecycle.last.lock() {
-            *last = Some(report.clone());
-        }
-        return report;
-    }
-    tracing::info!(
-        node = peers.node(),
-        "draining: ingest refused, waiting for attempts in flight"
-    );
-    if let Some(e) = engine.as_mut() {
-        e.pause().await;
-    }
-    let report = hand_off(peers, store, metrics, deadline).await;
+        report
+    };
     metrics.drain_kept.set(report.kept as i64);
-    if report.kept > 0 {
-        tracing::error!(node = report.node, kept = report.kept, errors = ?report.errors,
-            "drain kept unfinished events no peer took; this pod keeps delivering them while it runs, and they stay on its volume");
-        if let Some(e) = engine.as_mut() {
-            e.resume();
-        }
-    } else {
-        tracing::info!(node = report.node, handed_off = report.handed_off, peers = ?report.peers,
-            "drained: every unfinished event is with a peer");
-    }
     if let Ok(mut last) = lifecycle.last.lock() {
         *last = Some(report.clone());
     }
@@ -332,7 +330,7 @@ async fn deliver_here(node: u16, store: &Store, deadline: Instant) -> DrainRepor
 
 async fn count_unfinished(store: &Store) -> usize {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.unfinished_events(usize::MAX).map(|v| v.len()))
+    tokio::task::spawn_blocking(move || store.unfinished_count())
         .await
         .ok()
         .and_then(Result::ok)

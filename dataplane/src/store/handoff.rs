@@ -39,6 +39,16 @@ impl Store {
             .collect()
     }
 
+    /// How many events still have deliveries to make (counted on the index, nothing decoded).
+    pub fn unfinished_count(&self) -> Result<usize, StoreError> {
+        let prefix = [EventStatus::Pending.code()];
+        self.trees()
+            .idx_status
+            .scan_prefix(prefix)
+            .keys()
+            .try_fold(0, |n, k| k.map(|_| n + 1).map_err(StoreError::from))
+    }
+
     /// The event with its payload, deliveries and attempts; `None` when there is no such event.
     pub fn export_event(&self, id: EventId) -> Result<Option<ExportedEvent>, StoreError> {
         let Some(event) = self.event(id)? else {
@@ -135,6 +145,7 @@ mod tests {
             .expect("insert");
 
         assert_eq!(a.unfinished_events(10).expect("scan"), vec![id]);
+        assert_eq!(a.unfinished_count().expect("count"), 1);
         let ex = a.export_event(id).expect("export").expect("present");
         assert!(b.import_event(ex.clone(), 2_000).await.expect("import"));
         assert!(!b.import_event(ex.clone(), 2_000).await.expect("again"));
