@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod peers;
 pub mod plan;
+pub mod pod_event;
 pub mod probes;
 pub mod query_rule;
 pub mod ratelimit;

@@ -47,11 +47,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
     let store = Store::open(&opts.data_dir.join("sled"))
         .with_context(|| format!("opening the store under {}", opts.data_dir.display()))?;
-    let live = match &opts.config {
+    let (live, kube_client) = match &opts.config {
         ConfigFrom::Manifests(dir) => {
             let live = LiveConfig::new(config::initial_standalone(dir, &opts.slice)?);
             config::watch_standalone(dir.clone(), opts.slice.clone(), live.clone())?;
-            live
+            (live, None)
         }
         ConfigFrom::Secret { namespace, name } => {
             // Not ready (empty hash) until the operator's config arrives.
@@ -61,16 +61,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
             let target = live.clone();
             let (ns, n) = (namespace.clone(), name.clone());
+            let watch_client = client.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::cluster::watch_config_secret(client, ns, n, move |cfg| {
-                    target.store(cfg);
-                })
-                .await
+                if let Err(e) =
+                    crate::cluster::watch_config_secret(watch_client, ns, n, move |cfg| {
+                        target.store(cfg);
+                    })
+                    .await
                 {
                     tracing::error!(error = format!("{e:#}"), "config Secret watch ended");
                 }
             });
-            live
+            (live, Some(client))
         }
     };
     tracing::info!(hash = %live.load().hash(), "config loaded");
@@ -113,7 +115,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             if drain_on_shutdown {
                 // Serving goes on meanwhile: reads, and peers' calls about this pod's objects.
                 let timeout = peers.settings.drain_timeout;
-                drain::drain(&lifecycle, &peers, &store, &metrics, timeout).await;
+                let report = drain::drain(&lifecycle, &peers, &store, &metrics, timeout).await;
+                if let Some(client) = kube_client {
+                    crate::pod_event::record_drain(client, &report).await;
+                }
             }
         }
     };

@@ -12,12 +12,13 @@
 //!   routes to) reaches the status of every object that depends on it. Deleted objects leave the
 //!   caches, so the next compile drops their routes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use hookmesh_api::{Endpoint, Source, Subscription};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -32,6 +33,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 use crate::metrics::Metrics;
 use crate::publish::{self, SecretRef};
 use crate::reconcile::{self, DesiredStatus, Plan, Snapshot};
+use crate::sidecars::{self, Naming, Slice};
 use crate::signing;
 use crate::status::{self, HasStatus};
 
@@ -57,6 +59,8 @@ pub struct Ctx {
     pub plan: watch::Receiver<Option<Arc<Plan>>>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Where workloads' sidecar configs are published; `None`: not at all.
+    pub sidecars: Option<Naming>,
 }
 
 /// The reflector caches the compile loop reads.
@@ -66,14 +70,17 @@ pub struct Stores {
     pub endpoints: Store<Endpoint>,
     pub subscriptions: Store<Subscription>,
     pub secrets: Store<Secret>,
+    /// Injected Pods (cached only when sidecar configs are published).
+    pub pods: Option<Store<Pod>>,
 }
 
 impl Stores {
     /// Everything cached now, minus the config Secret the operator writes itself.
-    pub fn snapshot(&self, config_secret: &SecretRef) -> Snapshot {
+    pub fn snapshot(&self, config_secret: &SecretRef, sidecars: Option<&Naming>) -> Snapshot {
         let own = |s: &Secret| {
-            s.namespace().as_deref() == Some(config_secret.namespace.as_str())
-                && s.name_any() == config_secret.name
+            (s.namespace().as_deref() == Some(config_secret.namespace.as_str())
+                && s.name_any() == config_secret.name)
+                || sidecars.is_some_and(|n| sidecars::slice_of(s, n).is_some())
         };
         Snapshot {
             sources: self.sources.state().iter().map(|o| (**o).clone()).collect(),
@@ -96,7 +103,22 @@ impl Stores {
                 .filter(|s| !own(s))
                 .map(|o| (**o).clone())
                 .collect(),
+            sidecar_pods: self
+                .pods
+                .iter()
+                .flat_map(|p| p.state())
+                .filter_map(|p| sidecars::sidecar_pod(&p))
+                .collect(),
         }
+    }
+
+    /// The workloads whose slice Secrets exist now.
+    fn published_slices(&self, naming: &Naming) -> Vec<(String, String)> {
+        self.secrets
+            .state()
+            .iter()
+            .filter_map(|s| sidecars::slice_of(s, naming))
+            .collect()
     }
 
     async fn wait_until_ready(&self) -> anyhow::Result<()> {
@@ -104,6 +126,9 @@ impl Stores {
         self.endpoints.wait_until_ready().await?;
         self.subscriptions.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
+        if let Some(pods) = &self.pods {
+            pods.wait_until_ready().await?;
+        }
         Ok(())
     }
 }
@@ -114,6 +139,7 @@ pub async fn run(
     config_secret: SecretRef,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    sidecars: Option<Naming>,
 ) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let (plan_tx, plan_rx) = watch::channel::<Option<Arc<Plan>>>(None);
@@ -123,6 +149,7 @@ pub async fn run(
         plan: plan_rx.clone(),
         recorder,
         metrics: metrics.clone(),
+        sidecars: sidecars.clone(),
     });
     let wc = watcher::Config::default();
 
@@ -130,11 +157,13 @@ pub async fn run(
     let (endpoints, endpoints_w) = reflector::store::<Endpoint>();
     let (subscriptions, subscriptions_w) = reflector::store::<Subscription>();
     let (secrets, secrets_w) = reflector::store::<Secret>();
+    let (pods, pods_w) = reflector::store::<Pod>();
     let stores = Stores {
         sources: sources.clone(),
         endpoints: endpoints.clone(),
         subscriptions: subscriptions.clone(),
         secrets,
+        pods: sidecars.is_some().then_some(pods),
     };
 
     let source_ctl = controller_for(
@@ -184,6 +213,39 @@ pub async fn run(
                 std::future::ready(())
             })
     };
+    let pod_watch = {
+        let changed = changed.clone();
+        let client = client.clone();
+        let on = sidecars.is_some();
+        async move {
+            if !on {
+                return std::future::pending::<()>().await;
+            }
+            // Only injected Pods, and only what says whose they are: the cache stays small.
+            let wc =
+                watcher::Config::default().labels(&format!("{}=true", crate::inject::INJECT_LABEL));
+            watcher(Api::<Pod>::all(client.clone()), wc)
+                .default_backoff()
+                .modify(|p: &mut Pod| {
+                    p.managed_fields_mut().clear();
+                    p.status = None;
+                    let account = p.spec.as_ref().and_then(|s| s.service_account_name.clone());
+                    p.spec = Some(PodSpec {
+                        service_account_name: account,
+                        ..PodSpec::default()
+                    });
+                })
+                .reflect(pods_w)
+                .for_each(move |ev| {
+                    match ev {
+                        Ok(_) => changed.notify_one(),
+                        Err(e) => warn!(error = %e, "Pod watch error; retrying"),
+                    }
+                    std::future::ready(())
+                })
+                .await
+        }
+    };
     let compile = compile_loop(ctx.clone(), stores, changed, plan_tx);
 
     tokio::select! {
@@ -191,6 +253,7 @@ pub async fn run(
         _ = endpoint_ctl => anyhow::bail!("Endpoint controller stopped"),
         _ = subscription_ctl => anyhow::bail!("Subscription controller stopped"),
         _ = secret_watch => anyhow::bail!("Secret watch stopped"),
+        _ = pod_watch => anyhow::bail!("Pod watch stopped"),
         r = compile => r,
     }
 }
@@ -354,12 +417,15 @@ async fn compile_loop(
     let mut last_hash: Option<String> = None;
     let mut retry_at: Option<Instant> = None;
     let mut first = true;
+    // What each workload's slice objects were last applied with (config hash, accounts).
+    let mut slices_applied: BTreeMap<(String, String), (String, BTreeSet<String>)> =
+        BTreeMap::new();
     loop {
         if !first {
             debounce(&changed, retry_at).await;
         }
         first = false;
-        let mut snap = stores.snapshot(&ctx.config_secret);
+        let mut snap = stores.snapshot(&ctx.config_secret, ctx.sidecars.as_ref());
         let fingerprint = reconcile::fingerprint(&snap);
         // Same inputs and the config Secret still says what was published: nothing to do.
         // (Someone editing or deleting the config Secret gets it re-applied.)
@@ -411,6 +477,9 @@ async fn compile_loop(
             } else {
                 ctx.metrics.set_hash(&hash);
             }
+            if let Some(naming) = &ctx.sidecars {
+                ok &= publish_slices(&ctx.client, naming, &plan, &stores, &mut slices_applied).await;
+            }
             // Statuses follow the compile even when publishing failed: they describe the objects.
             plan_tx.send_replace(Some(Arc::new(plan)));
             ctx.metrics.synced.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -426,6 +495,58 @@ async fn compile_loop(
             retry_at = Some(Instant::now() + RETRY_AFTER);
         }
     }
+}
+
+/// Apply every slice whose config or accounts changed since it was last applied, and remove the
+/// slices of workloads that no object and no Pod names any more. `false` if any write failed
+/// (the loop retries; what failed is applied again then).
+async fn publish_slices(
+    client: &Client,
+    naming: &Naming,
+    plan: &Plan,
+    stores: &Stores,
+    applied: &mut BTreeMap<(String, String), (String, BTreeSet<String>)>,
+) -> bool {
+    let mut ok = true;
+    let published: BTreeSet<(String, String)> =
+        stores.published_slices(naming).into_iter().collect();
+    for s in &plan.sidecars {
+        let want = (s.config.hash.clone(), s.service_accounts.clone());
+        if published.contains(&s.key()) && applied.get(&s.key()) == Some(&want) {
+            continue;
+        }
+        match sidecars::apply(client, naming, s).await {
+            Ok(()) => {
+                info!(namespace = %s.namespace, workload = %s.workload, hash = %s.config.hash,
+                    accounts = ?s.service_accounts, "published sidecar config");
+                applied.insert(s.key(), want);
+            }
+            Err(e) => {
+                ok = false;
+                applied.remove(&s.key());
+                error!(error = %e, "cannot publish a sidecar config");
+            }
+        }
+    }
+    let desired: BTreeSet<(String, String)> = plan.sidecars.iter().map(Slice::key).collect();
+    let stale: BTreeSet<(String, String)> = published
+        .into_iter()
+        .chain(applied.keys().cloned())
+        .filter(|k| !desired.contains(k))
+        .collect();
+    for (ns, w) in stale {
+        match sidecars::remove(client, naming, &ns, &w).await {
+            Ok(()) => {
+                info!(namespace = %ns, workload = %w, "removed the sidecar config of a workload nothing names");
+                applied.remove(&(ns, w));
+            }
+            Err(e) => {
+                ok = false;
+                error!(error = %e, "cannot remove a stale sidecar config");
+            }
+        }
+    }
+    ok
 }
 
 fn published_hash(stores: &Stores, at: &SecretRef) -> Option<String> {

@@ -35,13 +35,19 @@ pub const CONTAINER: &str = "hookmesh-sidecar";
 const DATA_VOLUME: &str = "hookmesh-data";
 const DATA_DIR: &str = "/var/lib/hookmesh";
 const DEFAULT_PORT: u16 = 8090;
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+/// Of the grace period, what the drain leaves for the rest of shutdown (flush, the Event).
+const DRAIN_MARGIN_SECONDS: i64 = 5;
 
 /// What the operator was started with.
 #[derive(Clone, Debug)]
 pub struct SidecarSettings {
     pub image: String,
-    /// The config Secret of workload W in namespace N is `N/{prefix}W`.
+    /// The config Secret of workload W in namespace N is `{config_namespace}/{prefix}N.W`
+    /// (see [`crate::sidecars`]).
     pub secret_prefix: String,
+    pub config_namespace: String,
 }
 
 /// Why a labelled Pod cannot get a sidecar (the Pod is refused with this reason).
@@ -143,7 +149,8 @@ pub fn patch(
         }
     }
     let volumes = spec.volumes.clone().unwrap_or_default();
-    let (volume_name, new_volume) = match annotations.get(STORAGE).map(String::as_str) {
+    let (volume_name, new_volume, on_empty_dir) = match annotations.get(STORAGE).map(String::as_str)
+    {
         None | Some("emptyDir") => (
             DATA_VOLUME.to_string(),
             Some(Volume {
@@ -151,9 +158,15 @@ pub fn patch(
                 empty_dir: Some(EmptyDirVolumeSource::default()),
                 ..Volume::default()
             }),
+            true,
         ),
         Some(other) => match other.strip_prefix("volume:") {
-            Some(name) if volumes.iter().any(|v| v.name == name) => (name.to_string(), None),
+            Some(name) if volumes.iter().any(|v| v.name == name) => {
+                let empty = volumes
+                    .iter()
+                    .any(|v| v.name == name && v.empty_dir.is_some());
+                (name.to_string(), None, empty)
+            }
             _ => return Err(InjectError::BadStorage(other.to_string())),
         },
     };
@@ -176,16 +189,33 @@ pub fn patch(
         failure_threshold: Some(failures),
         ..Probe::default()
     };
+    let mut args = vec![
+        format!(
+            "--config-secret={}/{}",
+            s.config_namespace,
+            crate::sidecars::slice_name(&s.secret_prefix, namespace, &workload)
+        ),
+        format!("--data-dir={DATA_DIR}"),
+        format!("--listen=0.0.0.0:{port}"),
+        "--node-id=0".into(),
+    ];
+    // An emptyDir dies with the Pod: deliver what is queued before going, within the grace
+    // period. On a volume that outlives the Pod the queue waits for the next one instead.
+    if on_empty_dir {
+        let grace = spec
+            .termination_grace_period_seconds
+            .unwrap_or(DEFAULT_GRACE_SECONDS);
+        args.push("--drain-on-shutdown".into());
+        args.push(format!(
+            "--drain-timeout={}s",
+            (grace - DRAIN_MARGIN_SECONDS).max(1)
+        ));
+    }
     let sidecar = Container {
         name: CONTAINER.into(),
         image: Some(s.image.clone()),
         restart_policy: Some("Always".into()),
-        args: Some(vec![
-            format!("--config-secret={namespace}/{}{workload}", s.secret_prefix),
-            format!("--data-dir={DATA_DIR}"),
-            format!("--listen=0.0.0.0:{port}"),
-            "--node-id=0".into(),
-        ]),
+        args: Some(args),
         env: Some(vec![
             EnvVar {
                 name: "POD_NAME".into(),
@@ -195,6 +225,11 @@ pub fn patch(
             EnvVar {
                 name: "POD_NAMESPACE".into(),
                 value_from: Some(field("metadata.namespace")),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "POD_UID".into(),
+                value_from: Some(field("metadata.uid")),
                 ..EnvVar::default()
             },
         ]),
@@ -260,6 +295,7 @@ mod tests {
         SidecarSettings {
             image: "hookmesh/hookmesh-dataplane:test".into(),
             secret_prefix: "hookmesh-sidecar-".into(),
+            config_namespace: "hookmesh-system".into(),
         }
     }
 
@@ -315,10 +351,21 @@ mod tests {
         assert_eq!(side.restart_policy.as_deref(), Some("Always"));
         let args = side.args.clone().unwrap_or_default();
         assert!(
-            args.contains(&"--config-secret=payments/hookmesh-sidecar-shop".to_string()),
+            args.contains(
+                &"--config-secret=hookmesh-system/hookmesh-sidecar-payments.shop".to_string()
+            ),
             "{args:?}"
         );
         assert!(args.contains(&"--listen=0.0.0.0:8090".to_string()));
+        // On the emptyDir: drain within the default 30 s grace period, minus the margin.
+        assert!(
+            args.contains(&"--drain-on-shutdown".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--drain-timeout=25s".to_string()),
+            "{args:?}"
+        );
         assert_eq!(spec.volumes.expect("volumes")[0].name, DATA_VOLUME);
         assert_eq!(spec.containers.len(), 1, "the app is untouched");
         // Reinvoked on its own output: nothing more.
@@ -376,6 +423,14 @@ mod tests {
         assert_eq!(spec.volumes.expect("volumes").len(), 1, "no emptyDir added");
         let side = &init[0];
         assert_eq!(side.volume_mounts.clone().expect("mounts")[0].name, "data");
+        assert!(
+            !side
+                .args
+                .clone()
+                .unwrap_or_default()
+                .contains(&"--drain-on-shutdown".to_string()),
+            "a volume that outlives the Pod keeps the queue for the next one"
+        );
         assert!(side
             .args
             .clone()

@@ -5,7 +5,8 @@
 //! server-side apply), [`signing`] (generated Endpoint signing Secrets), [`leader`] (Lease
 //! election), [`http`] and [`metrics`] (`/metrics`, `/healthz`, `/readyz`); [`inject`] is the
 //! pure part of sidecar injection (the JSON patch a labelled Pod gets), [`webhook`] serves it
-//! to the API server over TLS with the operator's own CA.
+//! to the API server over TLS with the operator's own CA; [`sidecars`] publishes each workload's
+//! config slice with the grants that let only that workload read it.
 
 pub mod controller;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod publish;
 pub mod reconcile;
+pub mod sidecars;
 pub mod signing;
 pub mod status;
 pub mod webhook;

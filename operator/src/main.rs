@@ -80,13 +80,37 @@ struct WebhookArgs {
         default_value = "hookmesh/hookmesh-dataplane:latest"
     )]
     sidecar_image: String,
-    /// The sidecar of workload W in namespace N reads its config from Secret N/<prefix>W.
+    /// Name prefix of each workload's sidecar config objects: Secret, Role and RoleBinding
+    /// `<prefix><namespace>.<workload>` in the config namespace.
     #[arg(
         long,
         env = "HOOKMESH_SIDECAR_SECRET_PREFIX",
         default_value = "hookmesh-sidecar-"
     )]
     sidecar_secret_prefix: String,
+    /// Publish each workload's sidecar config (and the grants to read it) in this namespace.
+    /// Default when the webhook is on: the config Secret's namespace. Neither: not published.
+    #[arg(long, env = "HOOKMESH_SIDECAR_CONFIG_NAMESPACE")]
+    sidecar_config_namespace: Option<String>,
+    /// ClusterRole (events create) bound to injected Pods' ServiceAccounts in their own
+    /// namespaces, so a sidecar can record an Event on its Pod when a drain leaves events behind.
+    #[arg(long, env = "HOOKMESH_SIDECAR_EVENTS_ROLE")]
+    sidecar_events_role: Option<String>,
+}
+
+impl WebhookArgs {
+    /// Where sidecar configs are published, if they are.
+    fn naming(&self, config_secret: &SecretRef) -> Option<hookmesh_operator::sidecars::Naming> {
+        let config_namespace = self
+            .sidecar_config_namespace
+            .clone()
+            .or_else(|| self.webhook_listen.map(|_| config_secret.namespace.clone()))?;
+        Some(hookmesh_operator::sidecars::Naming {
+            config_namespace,
+            prefix: self.sidecar_secret_prefix.clone(),
+            events_role: self.sidecar_events_role.clone().filter(|r| !r.is_empty()),
+        })
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -137,6 +161,7 @@ async fn start_webhook(
     client: kube::Client,
     addr: SocketAddr,
     args: &WebhookArgs,
+    config_namespace: String,
 ) -> anyhow::Result<()> {
     use hookmesh_operator::{inject::SidecarSettings, webhook};
     let secret = args
@@ -170,6 +195,7 @@ async fn start_webhook(
     let settings = SidecarSettings {
         image: args.sidecar_image.clone(),
         secret_prefix: args.sidecar_secret_prefix.clone(),
+        config_namespace,
     };
     tokio::spawn(async move {
         if let Err(e) = webhook::serve(listener, &bundle, settings).await {
@@ -223,8 +249,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Every replica serves the webhook (the Service spreads the API server's calls), leader or
     // not: injection is stateless.
-    if let Some(addr) = args.webhook.webhook_listen {
-        start_webhook(client.clone(), addr, &args.webhook).await?;
+    let sidecars = args.webhook.naming(&config_secret);
+    if let (Some(addr), Some(naming)) = (args.webhook.webhook_listen, &sidecars) {
+        start_webhook(
+            client.clone(),
+            addr,
+            &args.webhook,
+            naming.config_namespace.clone(),
+        )
+        .await?;
     }
 
     let (leader_tx, mut leader_rx) = watch::channel(false);
@@ -275,6 +308,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             config_secret.clone(),
             metrics.clone(),
             recorder,
+            sidecars.clone(),
         ));
         let stop = tokio::select! {
             _ = leader_rx.wait_for(|l| !*l) => { warn!("lost leadership: stopping controllers"); false }

@@ -12,6 +12,8 @@ use hookmesh_api::{Endpoint, GatewayConfig, Source, Subscription};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
+use crate::sidecars::{self, SidecarPod, Slice};
+
 /// Condition reason when an object is live in the config.
 pub const REASON_READY: &str = "Ready";
 /// Condition reason written on first sight, before the first compile that includes the object.
@@ -96,6 +98,8 @@ pub struct Snapshot {
     pub subscriptions: Vec<Subscription>,
     /// Every Secret the operator can see (it filters them down to the referenced ones).
     pub secrets: Vec<Secret>,
+    /// Injected Pods' workloads and ServiceAccounts (empty unless sidecar configs are on).
+    pub sidecar_pods: BTreeSet<SidecarPod>,
 }
 
 /// What one compile decided.
@@ -106,6 +110,9 @@ pub struct Plan {
     /// The central gateway's config: the objects bound to no workload (a workload's objects
     /// are its sidecar's).
     pub gateway: GatewayConfig,
+    /// Every workload's sidecar config: for each workload some object names or some injected
+    /// Pod belongs to (one with Pods but no objects gets an empty config, so its sidecar starts).
+    pub sidecars: Vec<Slice>,
     /// Desired status by object, for every object in the snapshot.
     pub statuses: BTreeMap<ObjKey, DesiredStatus>,
     /// The `metadata.generation` of every object this plan was compiled from: a reconcile for a
@@ -229,6 +236,16 @@ pub fn fingerprint(snap: &Snapshot) -> BTreeMap<(u8, String, String), String> {
             s.resource_version().unwrap_or_default(),
         );
     }
+    for p in &snap.sidecar_pods {
+        out.insert(
+            (
+                4,
+                p.namespace.clone(),
+                format!("{}/{}", p.workload, p.service_account),
+            ),
+            String::new(),
+        );
+    }
     out
 }
 
@@ -242,6 +259,7 @@ pub fn plan(snap: &Snapshot) -> Plan {
     };
     let compiled = compile::compile(&inputs);
     let gateway = compile::compile(&inputs.for_audience(compile::Audience::Gateway)).config;
+    let sidecars = sidecar_slices(&inputs, &snap.sidecar_pods);
 
     let mut sub_counts: BTreeMap<(&str, &str), i32> = BTreeMap::new();
     for s in &compiled.config.subscriptions {
@@ -329,9 +347,41 @@ pub fn plan(snap: &Snapshot) -> Plan {
     Plan {
         compiled,
         gateway,
+        sidecars,
         statuses,
         generations,
     }
+}
+
+/// One slice per workload named by an object or an injected Pod, each compiled from its own
+/// audience's inputs.
+fn sidecar_slices(inputs: &Inputs, pods: &BTreeSet<SidecarPod>) -> Vec<Slice> {
+    let accounts = sidecars::accounts_by_workload(pods);
+    let workloads: BTreeSet<(String, String)> = inputs
+        .workloads()
+        .into_iter()
+        .chain(accounts.keys().cloned())
+        .collect();
+    workloads
+        .into_iter()
+        .map(|(namespace, workload)| {
+            let audience = compile::Audience::Workload {
+                namespace: &namespace,
+                name: &workload,
+            };
+            let config = compile::compile(&inputs.for_audience(audience)).config;
+            let service_accounts = accounts
+                .get(&(namespace.clone(), workload.clone()))
+                .cloned()
+                .unwrap_or_default();
+            Slice {
+                namespace,
+                workload,
+                config,
+                service_accounts,
+            }
+        })
+        .collect()
 }
 
 enum Extra {

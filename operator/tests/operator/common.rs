@@ -81,5 +81,6 @@ pub fn valid() -> Snapshot {
             ),
             secret("shop", "ci-signing", &[("secret", SIGNING)]),
         ],
+        sidecar_pods: Default::default(),
     }
 }

@@ -254,6 +254,7 @@ fn ctx(client: kube::Client, plan: Option<reconcile::Plan>) -> Arc<Ctx> {
             },
         ),
         metrics: Arc::new(Metrics::default()),
+        sidecars: None,
     })
 }
 
@@ -559,4 +560,127 @@ fn metrics_render_prometheus_text() {
     ));
     assert!(text.contains("hookmesh_operator_leader 0\n"));
     assert!(text.contains("hookmesh_operator_config_info{hash=\"sha256:abc\"} 1\n"));
+}
+
+// ---------------------------------------------------------------- sidecar slices
+
+fn naming() -> hookmesh_operator::sidecars::Naming {
+    hookmesh_operator::sidecars::Naming {
+        config_namespace: "hookmesh".into(),
+        prefix: "hookmesh-sidecar-".into(),
+        events_role: Some("hookmesh-sidecar".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_slice_is_applied_as_secret_role_and_bindings_in_that_order() {
+    use hookmesh_operator::sidecars::{self, Slice};
+    let (client, mut handle) = mock();
+    let slice = Slice {
+        namespace: "shop".into(),
+        workload: "checkout".into(),
+        config: GatewayConfig {
+            hash: "sha256:abc".into(),
+            ..GatewayConfig::default()
+        },
+        service_accounts: ["checkout".to_string()].into(),
+    };
+    let call = tokio::spawn(async move { sidecars::apply(&client, &naming(), &slice).await });
+    let expect = [
+        "/api/v1/namespaces/hookmesh/secrets/hookmesh-sidecar-shop.checkout",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/hookmesh/roles/hookmesh-sidecar-shop.checkout",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/hookmesh/rolebindings/hookmesh-sidecar-shop.checkout",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/hookmesh-sidecar-checkout",
+    ];
+    for path in expect {
+        let (seen, send) = next(&mut handle).await;
+        assert_eq!(seen.method, Method::PATCH);
+        assert_eq!(seen.path, path);
+        assert!(
+            seen.has_query("fieldManager=hookmesh-operator"),
+            "{}",
+            seen.query
+        );
+        assert!(seen.has_query("force=true"), "{}", seen.query);
+        assert_eq!(seen.content_type, "application/apply-patch+yaml");
+        if path.ends_with("/secrets/hookmesh-sidecar-shop.checkout") {
+            let b64 = seen.body["data"]["config.json"].as_str().unwrap();
+            let config: GatewayConfig = serde_json::from_slice(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(config.hash, "sha256:abc");
+        }
+        if path.contains("/rolebindings/") {
+            assert_eq!(
+                seen.body["subjects"],
+                json!([{"kind": "ServiceAccount", "name": "checkout", "namespace": "shop"}])
+            );
+        }
+        let mut body = seen.body.clone();
+        body["metadata"]["resourceVersion"] = json!("1");
+        respond(send, 200, body);
+    }
+    call.await.unwrap().unwrap();
+    no_more_requests(&mut handle).await;
+}
+
+#[tokio::test]
+async fn removing_a_slice_deletes_bindings_first_and_tolerates_what_is_gone() {
+    use hookmesh_operator::sidecars;
+    let (client, mut handle) = mock();
+    let call =
+        tokio::spawn(async move { sidecars::remove(&client, &naming(), "shop", "checkout").await });
+    let expect = [
+        ("/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/hookmesh-sidecar-checkout", 404),
+        ("/apis/rbac.authorization.k8s.io/v1/namespaces/hookmesh/rolebindings/hookmesh-sidecar-shop.checkout", 200),
+        ("/apis/rbac.authorization.k8s.io/v1/namespaces/hookmesh/roles/hookmesh-sidecar-shop.checkout", 200),
+        ("/api/v1/namespaces/hookmesh/secrets/hookmesh-sidecar-shop.checkout", 200),
+    ];
+    for (path, code) in expect {
+        let (seen, send) = next(&mut handle).await;
+        assert_eq!(seen.method, Method::DELETE);
+        assert_eq!(seen.path, path);
+        if code == 404 {
+            respond(send, 404, status_body(404, "NotFound"));
+        } else {
+            respond(
+                send,
+                200,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+            );
+        }
+    }
+    call.await.unwrap().unwrap();
+    no_more_requests(&mut handle).await;
+}
+
+#[tokio::test]
+async fn a_refused_slice_write_names_the_object_and_stops() {
+    use hookmesh_operator::sidecars::{self, Slice};
+    let (client, mut handle) = mock();
+    let slice = Slice {
+        namespace: "shop".into(),
+        workload: "checkout".into(),
+        config: GatewayConfig::default(),
+        service_accounts: Default::default(),
+    };
+    let call = tokio::spawn(async move { sidecars::apply(&client, &naming(), &slice).await });
+    let (_, send) = next(&mut handle).await;
+    respond(
+        send,
+        200,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+    );
+    let (seen, send) = next(&mut handle).await;
+    assert!(seen.path.ends_with("/roles/hookmesh-sidecar-shop.checkout"));
+    respond(send, 403, status_body(403, "Forbidden"));
+    let err = call.await.unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("Role hookmesh/hookmesh-sidecar-shop.checkout"),
+        "{err}"
+    );
+    no_more_requests(&mut handle).await;
 }

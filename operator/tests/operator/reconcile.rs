@@ -317,3 +317,62 @@ fn objects_bound_to_a_workload_are_left_out_of_the_gateways_config_yet_get_a_sta
         "status comes from everything"
     );
 }
+
+#[test]
+fn every_named_or_injected_workload_gets_a_slice_with_the_accounts_of_its_pods() {
+    use hookmesh_operator::sidecars::SidecarPod;
+    let mut snap = valid();
+    snap.sources[0].spec.workload = Some("ci-runner".into());
+    snap.endpoints[0].spec.workload = Some("ci-runner".into());
+    let pod = |w: &str, sa: &str| SidecarPod {
+        namespace: "shop".into(),
+        workload: w.into(),
+        service_account: sa.into(),
+    };
+    snap.sidecar_pods = [
+        pod("ci-runner", "runner"),
+        pod("ci-runner", "default"),
+        pod("idle", "default"),
+    ]
+    .into();
+    let plan = reconcile::plan(&snap);
+    let keys: Vec<(String, String)> = plan.sidecars.iter().map(|s| s.key()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("shop".to_string(), "ci-runner".to_string()),
+            ("shop".to_string(), "idle".to_string())
+        ]
+    );
+    let runner = &plan.sidecars[0];
+    assert_eq!(runner.config.sources.len(), 1, "its Source");
+    assert_eq!(runner.config.endpoints.len(), 1, "its Endpoint");
+    assert_eq!(
+        runner.config.subscriptions.len(),
+        1,
+        "and the Subscription between them"
+    );
+    assert!(
+        plan.config().sources.is_empty(),
+        "none of it is the gateway's"
+    );
+    assert_eq!(
+        runner
+            .service_accounts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["default", "runner"]
+    );
+    let idle = &plan.sidecars[1];
+    assert!(
+        idle.config.endpoints.is_empty() && idle.config.sources.is_empty(),
+        "Pods but no objects: an empty config, so the sidecar still starts"
+    );
+    assert!(!idle.config.hash.is_empty());
+
+    // A Pod's ServiceAccount is a compile input: changing it must recompile.
+    let before = reconcile::fingerprint(&snap);
+    snap.sidecar_pods = [pod("ci-runner", "other")].into();
+    assert_ne!(reconcile::fingerprint(&snap), before);
+}

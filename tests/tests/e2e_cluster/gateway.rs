@@ -33,18 +33,33 @@ pub struct Install {
     pub lease: String,
     operator_args: Vec<String>,
     dataplane_args: Vec<String>,
+    /// The chart turns the sidecar-injection webhook on: whether, and the port a test's
+    /// values told the API server to call (else each replica gets a free one).
+    webhook: Option<Option<u16>>,
     pub operator_kubeconfig: PathBuf,
     pub dataplane_kubeconfig: PathBuf,
-    bins: procs::Bins,
+    pub bins: procs::Bins,
     pub dir: tempfile::TempDir,
 }
 
 impl Install {
     pub async fn new(env: &Env, cluster: &Cluster, ns: &str) -> anyhow::Result<Install> {
+        Self::with_values(env, cluster, ns, &[], None).await
+    }
+
+    /// The chart rendered with extra `helm template` arguments; `webhook_port` is the port the
+    /// operator's webhook listens on when those values point the API server at loopback.
+    pub async fn with_values(
+        env: &Env,
+        cluster: &Cluster,
+        ns: &str,
+        values: &[&str],
+        webhook_port: Option<u16>,
+    ) -> anyhow::Result<Install> {
         let bins =
             procs::build_binaries().context("build hookmesh-operator and hookmesh-dataplane")?;
         let release = format!("e2e{}", procs::random_suffix());
-        let rendered = Rendered::render(env, &release, ns, &[])?;
+        let rendered = Rendered::render(env, &release, ns, values)?;
         rendered.apply(env, false).context("apply the chart")?;
         let dir = tempfile::tempdir()?;
         let operator_sa = rendered.service_account("Deployment", "-operator")?;
@@ -59,6 +74,7 @@ impl Install {
         // dir, the peers' DNS name), which the spawn functions set for a local process.
         let local_only = [
             "--metrics-listen=",
+            "--webhook-listen=",
             "--listen=",
             "--data-dir=",
             "--peers-dns=",
@@ -68,7 +84,12 @@ impl Install {
                 .filter(|a| !local_only.iter().any(|p| a.starts_with(p)))
                 .collect()
         };
-        let operator_args = keep(rendered.container_args("Deployment", "-operator")?);
+        let chart_operator_args = rendered.container_args("Deployment", "-operator")?;
+        let webhook = chart_operator_args
+            .iter()
+            .any(|a| a.starts_with("--webhook-listen="))
+            .then_some(webhook_port);
+        let operator_args = keep(chart_operator_args);
         let dataplane_args = keep(rendered.container_args("StatefulSet", "-dataplane")?);
         let config_secret = chart::flag(&operator_args, "config-secret")?;
         ensure!(
@@ -94,6 +115,7 @@ impl Install {
             ns: ns.to_string(),
             operator_args,
             dataplane_args,
+            webhook,
             operator_kubeconfig,
             dataplane_kubeconfig,
             bins,
@@ -106,6 +128,13 @@ impl Install {
         let port = hookmesh_tests::gateway::free_port()?;
         let mut args = self.operator_args.clone();
         args.push(format!("--metrics-listen=127.0.0.1:{port}"));
+        if let Some(webhook) = self.webhook {
+            let port = match webhook {
+                Some(p) => p,
+                None => hookmesh_tests::gateway::free_port()?,
+            };
+            args.push(format!("--webhook-listen=127.0.0.1:{port}"));
+        }
         let proc = Proc::spawn(
             pod,
             &self.bins.operator,

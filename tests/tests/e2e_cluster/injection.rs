@@ -1,29 +1,49 @@
-//! Sidecar injection against the real API server: the operator serves the mutating webhook
-//! over TLS with its own CA and keeps the configuration's `caBundle` current; the API server
-//! calls it for labelled Pods (created directly, or by the Deployment controller) and stores
-//! them with the sidecar; unlabelled Pods are never sent to it, so the operator being down
-//! blocks none of them.
+//! Sidecar mode against the real API server, installed by the chart: the chart's webhook
+//! objects and RBAC applied for real, the operator run as the chart's ServiceAccount with the
+//! chart's args, the sidecar run as the workload's own ServiceAccount with the args the webhook
+//! injected.
 //!
-//! The webhook is reached by URL on loopback (no Service routing without kubelets), and the
-//! operator runs with the admin kubeconfig here: the chart's RBAC for the webhook comes with
-//! the chart's webhook objects.
+//! - The operator serves the mutating webhook over TLS with its own CA and keeps the chart's
+//!   MutatingWebhookConfiguration's `caBundle` current; labelled Pods (created directly, or by
+//!   the Deployment controller) are stored with the sidecar, unlabelled ones are never sent to
+//!   the webhook, so the operator being down blocks none of them.
+//! - The operator publishes the workload's config slice in the release namespace and grants
+//!   the workload's ServiceAccount (learnt from its Pods) reading exactly that Secret: another
+//!   workload's slice is forbidden to it.
+//! - The sidecar, authenticated as that ServiceAccount, verifies a Stripe webhook and delivers
+//!   it to its app on loopback; SIGTERMed with an app that keeps failing, it drains until its
+//!   timeout and records an `UndrainedEvents` Event on its Pod.
+//! - A workload that nothing names any more loses its slice, Role and RoleBinding.
+//!
+//! The API server reaches the webhook by URL on loopback (the chart's `sidecarInjector.url`;
+//! no Service routing without kubelets).
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context as _};
+use base64::Engine as _;
+use bytes::Bytes;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{ListParams, PostParams};
 use kube::Api;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::checks::{in_namespace, setup};
 use super::env::Env;
-use super::procs::{self, block_on, Proc};
-use hookmesh_tests::wait;
+use super::gateway::Install;
+use super::kube_util::{Cluster, ObjRef};
+use super::procs::{block_on, Proc};
+use hookmesh_tests::http::now_unix;
+use hookmesh_tests::receiver::{Receiver, Reply};
+use hookmesh_tests::{sign, wait};
 
 const SIDECAR: &str = "hookmesh-sidecar";
+const STRIPE_SECRET: &str = "whsec_e2e_stripe_secret";
+/// The app's own ServiceAccount, which its sidecar runs as.
+const APP_SA: &str = "shop";
 
 fn pod(name: &str, labelled: bool) -> anyhow::Result<Pod> {
     let mut labels = json!({"app": "shop"});
@@ -33,7 +53,8 @@ fn pod(name: &str, labelled: bool) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/shop:1",
+        "spec": {"serviceAccountName": APP_SA,
+            "containers": [{"name": "app", "image": "registry.example/shop:1",
             "ports": [{"containerPort": 8080}]}]},
     }))?)
 }
@@ -47,161 +68,387 @@ fn sidecar_of(p: &Pod) -> Option<&k8s_openapi::api::core::v1::Container> {
         .find(|c| c.name == SIDECAR)
 }
 
+/// The workload `shop` receiving Stripe webhooks through its sidecar, and a second workload
+/// `ledger` whose slice `shop` must not read.
+fn objects(app_port: u16) -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "stripe"},
+            "stringData": {"secret": STRIPE_SECRET}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ledger-token"},
+            "stringData": {"secret": "ledger-only"}}),
+        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Source", "metadata": {"name": "stripe"},
+            "spec": {"workload": "shop",
+                "verification": {"scheme": "stripe", "secretRef": {"name": "stripe", "key": "secret"}}}}),
+        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Endpoint", "metadata": {"name": "app"},
+            "spec": {"workload": "shop", "url": format!("http://localhost:{app_port}/webhooks/stripe"),
+                "retry": {"maxAttempts": 50, "initialBackoff": "100ms", "maxBackoff": "200ms"}}}),
+        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Subscription", "metadata": {"name": "stripe-to-app"},
+            "spec": {"endpointRef": {"name": "app"}, "sources": ["stripe"]}}),
+        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Source", "metadata": {"name": "ledger"},
+            "spec": {"workload": "ledger",
+                "verification": {"scheme": "github", "secretRef": {"name": "ledger-token", "key": "secret"}}}}),
+    ]
+}
+
 pub fn sidecar_injection(env: &Env) -> anyhow::Result<()> {
     block_on(async {
         let cluster = &setup(env).await?;
-        in_namespace(cluster, "inject", |ns| async move {
-            let client = cluster.client();
-            let bins = procs::build_binaries()?;
-            let dir = tempfile::tempdir()?;
-            let port = hookmesh_tests::gateway::free_port()?;
-            let metrics = hookmesh_tests::gateway::free_port()?;
-            let config = format!("{ns}-sidecar");
-            let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-            // Only this namespace, only labelled Pods: nothing else in the cluster can be held
-            // up by this webhook.
-            let mwc: MutatingWebhookConfiguration = serde_json::from_value(json!({
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingWebhookConfiguration",
-                "metadata": {"name": config},
-                "webhooks": [{
-                    "name": "sidecar.hookmesh.io",
-                    "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate-pods")},
-                    "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                        "resources": ["pods"], "scope": "Namespaced"}],
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                    "objectSelector": {"matchLabels": {"hookmesh.io/inject": "true"}},
-                    "failurePolicy": "Fail",
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1"],
-                    "reinvocationPolicy": "IfNeeded",
-                    "timeoutSeconds": 5,
-                }],
-            }))?;
-            hooks.create(&PostParams::default(), &mwc).await?;
-            let result = async {
-                let mut operator = Proc::spawn(
-                    "operator",
-                    &bins.operator,
-                    &[
-                        format!("--config-secret={ns}/hookmesh-config"),
-                        format!("--metrics-listen=127.0.0.1:{metrics}"),
-                        format!("--webhook-listen=127.0.0.1:{port}"),
-                        format!("--webhook-secret={ns}/hookmesh-webhook-tls"),
-                        "--webhook-hosts=127.0.0.1".into(),
-                        format!("--webhook-config={config}"),
-                        "--sidecar-image=hookmesh/hookmesh-dataplane:e2e".into(),
-                    ],
-                    &env.kubeconfig,
-                    dir.path(),
-                    &[("POD_NAMESPACE", &ns)],
+        in_namespace(cluster, "system", |rns| async move {
+            in_namespace(cluster, "apps", |ns| async move {
+                let port = hookmesh_tests::gateway::free_port()?;
+                let dir = tempfile::tempdir()?;
+                // Loopback URL, a certificate for it, and only this test's namespace.
+                let values = dir.path().join("values.yaml");
+                std::fs::write(
+                    &values,
+                    serde_yaml::to_string(&json!({"sidecarInjector": {
+                        "url": format!("https://127.0.0.1:{port}/mutate-pods"),
+                        "extraHosts": ["127.0.0.1"],
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                    }}))?,
                 )?;
-                wait::retry(
-                    "the operator to set the caBundle",
-                    Duration::from_secs(60),
-                    || async {
-                        let c = hooks.get(&config).await?;
-                        let set = c
-                            .webhooks
-                            .unwrap_or_default()
-                            .iter()
-                            .all(|h| h.client_config.ca_bundle.is_some());
-                        ensure!(set, "caBundle not set yet");
-                        Ok(())
-                    },
-                )
-                .await
-                .with_context(|| operator.log_tail())?;
-
-                let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                // The webhook may need a moment to answer; the first create is retried.
-                wait::retry(
-                    "a labelled Pod to be created",
-                    Duration::from_secs(30),
-                    || async {
-                        pods.create(&PostParams::default(), &pod("labelled", true)?)
-                            .await?;
-                        Ok(())
-                    },
-                )
-                .await
-                .with_context(|| operator.log_tail())?;
-                let stored = pods.get("labelled").await?;
-                let side = sidecar_of(&stored).context("the stored Pod has no sidecar")?;
-                ensure!(
-                    side.restart_policy.as_deref() == Some("Always"),
-                    "not a native sidecar: {side:?}"
-                );
-                let args = side.args.clone().unwrap_or_default();
-                ensure!(
-                    args.contains(&format!("--config-secret={ns}/hookmesh-sidecar-shop")),
-                    "{args:?}"
-                );
-                ensure!(
-                    stored.spec.as_ref().map(|s| s.containers.len()) == Some(1),
-                    "the app's containers changed"
-                );
-
-                pods.create(&PostParams::default(), &pod("plain", false)?)
-                    .await?;
-                ensure!(
-                    sidecar_of(&pods.get("plain").await?).is_none(),
-                    "an unlabelled Pod got a sidecar"
-                );
-
-                // A Deployment's Pods, made by the controller, get it too.
-                let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-                let template = serde_json::to_value(pod("x", true)?)?;
-                let d: Deployment = serde_json::from_value(json!({
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": "shop"},
-                    "spec": {"replicas": 1,
-                        "selector": {"matchLabels": {"app": "shop", "hookmesh.io/inject": "true"}},
-                        "template": {"metadata": {"labels": template["metadata"]["labels"]},
-                            "spec": template["spec"]}},
-                }))?;
-                deployments.create(&PostParams::default(), &d).await?;
-                wait::retry(
-                    "the Deployment's Pod with its sidecar",
-                    Duration::from_secs(60),
-                    || async {
-                        let list = pods.list(&ListParams::default().labels("app=shop")).await?;
-                        let made = list.items.iter().filter(|p| {
-                            p.metadata
-                                .owner_references
-                                .as_ref()
-                                .is_some_and(|o| o.iter().any(|r| r.kind == "ReplicaSet"))
-                        });
-                        let mut any = false;
-                        for p in made {
-                            ensure!(sidecar_of(p).is_some(), "Deployment Pod without sidecar");
-                            any = true;
-                        }
-                        ensure!(any, "no Pod from the Deployment yet");
-                        Ok(())
-                    },
-                )
-                .await?;
-
-                // Operator down: unlabelled Pods are not held up; labelled ones are refused
-                // rather than run without their sidecar.
-                operator.kill()?;
-                pods.create(&PostParams::default(), &pod("plain-2", false)?)
-                    .await
-                    .context("an unlabelled Pod with the operator down")?;
-                let refused = pods
-                    .create(&PostParams::default(), &pod("labelled-2", true)?)
-                    .await;
-                ensure!(
-                    refused.is_err(),
-                    "a labelled Pod was created without the webhook"
-                );
-                Ok(())
-            }
-            .await;
-            let _ = hooks.delete(&config, &DeleteParams::default()).await;
-            result
+                let values = values.display().to_string();
+                let install =
+                    Install::with_values(env, cluster, &rns, &["-f", &values], Some(port)).await?;
+                let result = sidecar_mode(env, cluster, &install, &ns).await;
+                if let Err(e) = install.rendered.delete(env) {
+                    eprintln!("cleanup: {e:#}");
+                }
+                result
+            })
+            .await
         })
         .await
     })
+}
+
+async fn sidecar_mode(
+    env: &Env,
+    cluster: &Cluster,
+    install: &Install,
+    ns: &str,
+) -> anyhow::Result<()> {
+    let client = cluster.client();
+    let rns = install.ns.as_str();
+    let mwc = install
+        .rendered
+        .object("MutatingWebhookConfiguration", "-sidecar-injector")?["metadata"]["name"]
+        .as_str()
+        .context("the chart's webhook configuration has no name")?
+        .to_string();
+    let (mut operator, _) = install.spawn_operator("operator-0")?;
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    wait::retry(
+        "the operator to set the chart's caBundle",
+        Duration::from_secs(60),
+        || async {
+            let c = hooks.get(&mwc).await?;
+            let set = c
+                .webhooks
+                .unwrap_or_default()
+                .iter()
+                .all(|h| h.client_config.ca_bundle.is_some());
+            ensure!(set, "caBundle not set yet");
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| operator.log_tail())?;
+
+    let app = Receiver::start().await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": APP_SA}}))?,
+        )
+        .await?;
+    for o in objects(app.addr.port()) {
+        cluster.apply(ns, &o).await?;
+    }
+    let slice = |w: &str| format!("hookmesh-sidecar-{ns}.{w}");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), rns);
+    wait::retry(
+        "both workloads' slices to be published",
+        Duration::from_secs(60),
+        || async {
+            secrets.get(&slice("shop")).await?;
+            secrets.get(&slice("ledger")).await?;
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| operator.log_tail())?;
+
+    // A labelled Pod is stored with the sidecar; the webhook may need a moment to answer.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait::retry(
+        "a labelled Pod to be created",
+        Duration::from_secs(30),
+        || async {
+            pods.create(&PostParams::default(), &pod("labelled", true)?)
+                .await?;
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| operator.log_tail())?;
+    let stored = pods.get("labelled").await?;
+    let side = sidecar_of(&stored).context("the stored Pod has no sidecar")?;
+    ensure!(
+        side.restart_policy.as_deref() == Some("Always"),
+        "not a native sidecar: {side:?}"
+    );
+    let injected = side.args.clone().unwrap_or_default();
+    ensure!(
+        injected.contains(&format!("--config-secret={rns}/{}", slice("shop"))),
+        "{injected:?}"
+    );
+    ensure!(
+        injected.iter().any(|a| a == "--drain-on-shutdown"),
+        "an emptyDir sidecar must drain: {injected:?}"
+    );
+    ensure!(
+        stored.spec.as_ref().map(|s| s.containers.len()) == Some(1),
+        "the app's containers changed"
+    );
+
+    // The operator learns the Pod's ServiceAccount and grants it its slice, and only that.
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), rns);
+    wait::retry(
+        "the slice RoleBinding to name the app's ServiceAccount",
+        Duration::from_secs(30),
+        || async {
+            let b = bindings.get(&slice("shop")).await?;
+            let named = b
+                .subjects
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s.name == APP_SA && s.namespace.as_deref() == Some(ns));
+            ensure!(named, "not bound yet");
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| operator.log_tail())?;
+    let app_kubeconfig = cluster
+        .service_account_kubeconfig(ns, APP_SA, &install.dir.path().join("app.kubeconfig"))
+        .await?;
+    let as_app = Cluster::connect(app_kubeconfig.clone()).await?;
+    let their_secrets: Api<Secret> = Api::namespaced(as_app.client(), rns);
+    wait::retry(
+        "the app's ServiceAccount to read its own slice",
+        Duration::from_secs(30),
+        || async {
+            their_secrets.get(&slice("shop")).await?;
+            Ok(())
+        },
+    )
+    .await?;
+    let forbidden =
+        |r: Result<Secret, kube::Error>| matches!(r, Err(kube::Error::Api(ref e)) if e.code == 403);
+    ensure!(
+        forbidden(their_secrets.get(&slice("ledger")).await),
+        "the shop's ServiceAccount can read the ledger's slice"
+    );
+    ensure!(
+        forbidden(their_secrets.get(&install.config_secret).await),
+        "the shop's ServiceAccount can read the gateway's config"
+    );
+    let shop_slice: hookmesh_api::GatewayConfig = serde_json::from_slice(
+        &secrets
+            .get(&slice("shop"))
+            .await?
+            .data
+            .unwrap_or_default()
+            .get("config.json")
+            .context("slice without config.json")?
+            .0,
+    )?;
+    let sources: Vec<&str> = shop_slice.sources.iter().map(|s| s.name.as_str()).collect();
+    ensure!(sources == ["stripe"], "the shop's slice serves {sources:?}");
+    let ledger_secret = base64::engine::general_purpose::STANDARD.encode("ledger-only");
+    ensure!(
+        !serde_json::to_string(&shop_slice)?.contains(&ledger_secret),
+        "the shop's slice holds the ledger's secret"
+    );
+
+    // The sidecar as the app's ServiceAccount, with exactly the injected args (a local
+    // address, a local data dir and a short drain instead of the Pod's).
+    let listen = hookmesh_tests::gateway::free_port()?;
+    let data = install.dir.path().join("sidecar-data");
+    let mut args: Vec<String> = injected
+        .iter()
+        .filter(|a| {
+            !["--listen=", "--data-dir=", "--drain-timeout="]
+                .iter()
+                .any(|p| a.starts_with(p))
+        })
+        .cloned()
+        .collect();
+    args.push(format!("--listen=127.0.0.1:{listen}"));
+    args.push(format!("--data-dir={}", data.display()));
+    args.push("--drain-timeout=2s".into());
+    let uid = stored.metadata.uid.clone().unwrap_or_default();
+    let mut sidecar = Proc::spawn(
+        "sidecar",
+        &install.bins.dataplane,
+        &args,
+        &app_kubeconfig,
+        install.dir.path(),
+        &[
+            ("POD_NAME", "labelled"),
+            ("POD_NAMESPACE", ns),
+            ("POD_UID", &uid),
+        ],
+    )?;
+    let url = format!("http://127.0.0.1:{listen}");
+    wait::retry(
+        "the sidecar to load its slice",
+        Duration::from_secs(60),
+        || async {
+            hookmesh_tests::http::get(&format!("{url}/readyz"))
+                .await?
+                .expect(200);
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| sidecar.log_tail())?;
+    let stripe = |body: &'static [u8]| {
+        let sig = sign::stripe(STRIPE_SECRET, now_unix(), body);
+        let url = format!("{url}/e/{ns}/stripe");
+        async move {
+            hookmesh_tests::http::post(
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", &sig),
+                ],
+                Bytes::from_static(body),
+            )
+            .await
+        }
+    };
+    let r = stripe(br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#).await?;
+    r.expect(202);
+    let got = app
+        .next(Duration::from_secs(30))
+        .await
+        .with_context(|| sidecar.log_tail())?;
+    ensure!(got.path == "/webhooks/stripe", "delivered to {}", got.path);
+    hookmesh_tests::http::post(
+        &format!("{url}/e/{ns}/ledger"),
+        &[],
+        Bytes::from_static(b"{}"),
+    )
+    .await?
+    .expect_error(404, "SOURCE_NOT_FOUND");
+
+    // The Pod is deleted while its app keeps failing: the drain gives up at its timeout and
+    // says so on the Pod.
+    app.set_default(Reply::Status(503));
+    stripe(br#"{"id":"evt_2","type":"charge.failed"}"#)
+        .await?
+        .expect(202);
+    sidecar.terminate(Duration::from_secs(30))?;
+    wait::retry(
+        "an UndrainedEvents Event on the Pod",
+        Duration::from_secs(15),
+        || async {
+            let events = cluster.events_about(ns, "labelled").await?;
+            let found = events.iter().any(|e| {
+                e.reason.as_deref() == Some("UndrainedEvents")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("1 unfinished"))
+            });
+            ensure!(found, "no UndrainedEvents Event yet: {events:?}");
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| sidecar.log_tail())?;
+
+    pods.create(&PostParams::default(), &pod("plain", false)?)
+        .await?;
+    ensure!(
+        sidecar_of(&pods.get("plain").await?).is_none(),
+        "an unlabelled Pod got a sidecar"
+    );
+
+    // A Deployment's Pods, made by the controller, get it too.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let template = serde_json::to_value(pod("x", true)?)?;
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "shop"},
+        "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app": "shop", "hookmesh.io/inject": "true"}},
+            "template": {"metadata": {"labels": template["metadata"]["labels"]},
+                "spec": template["spec"]}},
+    }))?;
+    deployments.create(&PostParams::default(), &d).await?;
+    wait::retry(
+        "the Deployment's Pod with its sidecar",
+        Duration::from_secs(60),
+        || async {
+            let list = pods.list(&ListParams::default().labels("app=shop")).await?;
+            let made = list.items.iter().filter(|p| {
+                p.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|r| r.kind == "ReplicaSet"))
+            });
+            let mut any = false;
+            for p in made {
+                ensure!(sidecar_of(p).is_some(), "Deployment Pod without sidecar");
+                any = true;
+            }
+            ensure!(any, "no Pod from the Deployment yet");
+            Ok(())
+        },
+    )
+    .await?;
+
+    // The ledger workload loses its last object: its slice and grants go.
+    cluster
+        .delete(ns, &ObjRef::hookmesh("Source", "ledger"))
+        .await?;
+    let roles: Api<Role> = Api::namespaced(client.clone(), rns);
+    wait::retry(
+        "the ledger's slice, Role and RoleBinding to be removed",
+        Duration::from_secs(30),
+        || async {
+            let gone = |r: Result<_, kube::Error>| {
+                matches!(r, Err(kube::Error::Api(ref e)) if e.code == 404)
+            };
+            ensure!(gone(secrets.get(&slice("ledger")).await.map(drop)), "slice still there");
+            ensure!(gone(roles.get(&slice("ledger")).await.map(drop)), "Role still there");
+            ensure!(gone(bindings.get(&slice("ledger")).await.map(drop)), "RoleBinding still there");
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| operator.log_tail())?;
+    secrets
+        .get(&slice("shop"))
+        .await
+        .context("the shop's slice went with the ledger's")?;
+
+    // Operator down: unlabelled Pods are not held up; labelled ones are refused rather than
+    // run without their sidecar.
+    operator.kill()?;
+    pods.create(&PostParams::default(), &pod("plain-2", false)?)
+        .await
+        .context("an unlabelled Pod with the operator down")?;
+    let refused = pods
+        .create(&PostParams::default(), &pod("labelled-2", true)?)
+        .await;
+    ensure!(
+        refused.is_err(),
+        "a labelled Pod was created without the webhook"
+    );
+    let _ = env;
+    Ok(())
 }
