@@ -17,7 +17,10 @@ What it does, every step a named check (PASS/FAIL), closing with "chart: N passe
    a schema is a failure.
 4. Assertions over the rendered objects: security contexts, probes, resources, PVC template,
    args wiring, Services and selectors, least-privilege RBAC, ServiceMonitor/NetworkPolicy
-   consistency, name lengths, value documentation and schema coverage; and for several
+   consistency, name lengths, value documentation and schema coverage; the sidecar-injection
+   webhook (MutatingWebhookConfiguration selectors, failurePolicy, Service clientConfig to the
+   operator's webhook port, no caBundle; the operator's --webhook-*/--sidecar-* flags naming the
+   rendered objects; its RBAC; the url override and enabled=false); and for several
    data-plane pods: --peers-dns, the peer-token Secret and its env, the PodDisruptionBudget
    rule, pod anti-affinity, the peer/drain settings and the termination grace period.
 5. The Argo CD health check (argocd/health.lua) is run under Lua 5.1 (Argo CD uses gopher-lua,
@@ -320,7 +323,7 @@ def check_probes(objs: list[dict]) -> None:
                 expect(get["port"] in port_names, f"{cn}: {probe} port {get['port']} is not a named container port")
 
 
-def check_operator(objs: list[dict], replicas: int, metrics_port: int = 9090) -> None:
+def check_operator(objs: list[dict], replicas: int, metrics_port: int = 9090, webhook_port: int | None = 9443) -> None:
     dep = one(objs, "Deployment", "-operator")
     expect(dep["spec"]["replicas"] == replicas, f"operator replicas {dep['spec']['replicas']} != {replicas}")
     c = dep["spec"]["template"]["spec"]["containers"][0]
@@ -329,7 +332,8 @@ def check_operator(objs: list[dict], replicas: int, metrics_port: int = 9090) ->
     expect(arg_value(args, "--metrics-listen") == f"0.0.0.0:{metrics_port}", f"--metrics-listen in {args}")
     expect(arg_value(args, "--lease-namespace") == NAMESPACE, f"--lease-namespace in {args}")
     expect(arg_value(args, "--lease-name"), f"--lease-name missing: {args}")
-    expect({p["containerPort"] for p in c["ports"]} == {metrics_port}, f"operator ports {c['ports']}")
+    want_ports = {"metrics": metrics_port} | ({"webhook": webhook_port} if webhook_port else {})
+    expect({p["name"]: p["containerPort"] for p in c["ports"]} == want_ports, f"operator ports {c['ports']} != {want_ports}")
     env = {e["name"]: e for e in c["env"]}
     expect(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "POD_NAME downward API")
     expect(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace", "POD_NAMESPACE downward API")
@@ -398,12 +402,16 @@ def check_config_secret_wiring(objs: list[dict], secret: str) -> None:
 
 def check_services(objs: list[dict], ingest_type: str, api_port: int, dp_port: int) -> None:
     pods = {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["labels"] for w in workloads(objs)}
+    port_names = {w["metadata"]["name"]: {p["name"] for p in w["spec"]["template"]["spec"]["containers"][0]["ports"]}
+                  for w in workloads(objs)}
     for s in by_kind(objs, "Service"):
         name = s["metadata"]["name"]
         matched = [w for w, labels in pods.items() if selects(s["spec"]["selector"], labels)]
         expect(len(matched) == 1, f"Service {name} selects {matched}")
         for p in s["spec"]["ports"]:
-            expect(p["targetPort"] in ("http", "metrics"), f"Service {name}: targetPort {p['targetPort']} should be a named port")
+            expect(p["targetPort"] in ("http", "metrics", "webhook"), f"Service {name}: targetPort {p['targetPort']} should be a named port")
+            expect(p["targetPort"] in port_names[matched[0]],
+                   f"Service {name}: targetPort {p['targetPort']} is not a port of {matched[0]} ({port_names[matched[0]]})")
     ingest = one(objs, "Service", "-ingest")
     expect(ingest["spec"]["type"] == ingest_type, f"ingest type {ingest['spec']['type']} != {ingest_type}")
     expect([(p["port"], p["targetPort"]) for p in ingest["spec"]["ports"]] == [(80, "http")], f"ingest ports {ingest['spec']['ports']}")
@@ -427,6 +435,23 @@ EXPECTED_OPERATOR_CLUSTER_RULES = {
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 
+# Added by sidecarInjector.enabled (key: group, resource, resourceNames; "<mwc>" is the
+# MutatingWebhookConfiguration's name).
+INJECTOR_OPERATOR_CLUSTER_RULES = {
+    ("", "pods", ()): {"get", "list", "watch"},
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("<mwc>",)): {"get", "patch"},
+    ("rbac.authorization.k8s.io", "rolebindings", ()): {"get", "list", "watch", "create", "patch", "delete"},
+}
+INJECTOR_OPERATOR_ROLE_RULES = {
+    ("", "secrets", ()): {"get", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "roles", ()): {"get", "list", "watch", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "rolebindings", ()): {"get", "list", "watch", "create", "patch", "delete"},
+}
+SIDECAR_EVENTS_RULES = {
+    ("", "events", ()): {"create", "patch"},
+    ("events.k8s.io", "events", ()): {"create", "patch"},
+}
+
 
 def flatten_rules(role: dict) -> dict:
     out: dict = {}
@@ -438,7 +463,13 @@ def flatten_rules(role: dict) -> dict:
     return out
 
 
-def check_rbac(objs: list[dict], lease_name: str, secret: str) -> None:
+def grants(rules: dict, group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    """Whether flattened rules allow verb on group/resource (on the object `name`, if given)."""
+    return any(g == group and res == resource and verb in verbs and (not names or (name is not None and name in names))
+               for (g, res, names), verbs in rules.items())
+
+
+def check_rbac(objs: list[dict], lease_name: str, secret: str, injector: bool = True) -> None:
     roles = by_kind(objs, "ClusterRole") + by_kind(objs, "Role")
     for role in roles:
         name = f"{role['kind']}/{role['metadata']['name']}"
@@ -448,15 +479,29 @@ def check_rbac(objs: list[dict], lease_name: str, secret: str) -> None:
             expect(not r.get("nonResourceURLs"), f"{name} grants nonResourceURLs")
             expect(not {"escalate", "bind", "impersonate", "deletecollection"} & set(r["verbs"]), f"{name}: dangerous verb in {r}")
     crs = by_kind(objs, "ClusterRole")
-    expect(len(crs) == 1 and crs[0]["metadata"]["name"].endswith("-operator"), f"only the operator may have a ClusterRole: {[c['metadata']['name'] for c in crs]}")
-    got = {(g, res): verbs for (g, res, names), verbs in flatten_rules(crs[0]).items()}
-    expect(got == EXPECTED_OPERATOR_CLUSTER_RULES, f"operator ClusterRole rules differ:\n  got {got}\n  want {EXPECTED_OPERATOR_CLUSTER_RULES}")
+    cr_names = sorted(c["metadata"]["name"] for c in crs)
+    want_crs = 2 if injector else 1
+    expect(len(crs) == want_crs and sum(n.endswith("-operator") for n in cr_names) == 1
+           and (not injector or sum(n.endswith("-sidecar") for n in cr_names) == 1),
+           f"only the operator (and, with sidecarInjector.enabled, the sidecar Events role) may have a ClusterRole: {cr_names}")
+    op_cr = flatten_rules(one(objs, "ClusterRole", "-operator"))
+    want = {(g, res, ()): verbs for (g, res), verbs in EXPECTED_OPERATOR_CLUSTER_RULES.items()}
+    if injector:
+        mwc = one(objs, "MutatingWebhookConfiguration")["metadata"]["name"]
+        want |= {(g, res, tuple(mwc if n == "<mwc>" else n for n in names)): verbs
+                 for (g, res, names), verbs in INJECTOR_OPERATOR_CLUSTER_RULES.items()}
+    expect(op_cr == want, f"operator ClusterRole rules differ:\n  got {op_cr}\n  want {want}")
+    if injector:
+        sidecar = flatten_rules(one(objs, "ClusterRole", "-sidecar"))
+        expect(sidecar == SIDECAR_EVENTS_RULES, f"sidecar ClusterRole rules {sidecar} != {SIDECAR_EVENTS_RULES}")
     # Release-namespace Roles.
     op_role = flatten_rules(one(objs, "Role", "-operator"))
     expect(op_role.get(("", "secrets", (secret,))) == {"get", "patch"}, f"operator Role: config Secret rule {op_role}")
     expect(op_role.get(("coordination.k8s.io", "leases", ())) == {"create"}, f"operator Role: lease create {op_role}")
     expect(op_role.get(("coordination.k8s.io", "leases", (lease_name,))) == {"get", "update"}, f"operator Role: lease get/update {op_role}")
-    expect(len(op_role) == 3, f"operator Role has extra rules: {op_role}")
+    for key, verbs in (INJECTOR_OPERATOR_ROLE_RULES.items() if injector else ()):
+        expect(op_role.get(key) == verbs, f"operator Role: {key} {op_role.get(key)} != {verbs}")
+    expect(len(op_role) == 3 + (len(INJECTOR_OPERATOR_ROLE_RULES) if injector else 0), f"operator Role has extra rules: {op_role}")
     dp_role = flatten_rules(one(objs, "Role", "-dataplane"))
     for (g, res, names), verbs in dp_role.items():
         expect((g, res) == ("", "secrets"), f"data-plane Role grants {g}/{res}")
@@ -476,11 +521,20 @@ def check_rbac(objs: list[dict], lease_name: str, secret: str) -> None:
             expect(s["kind"] == "ServiceAccount" and s["name"] in sas and s["namespace"] == NAMESPACE, f"{bn}: subject {s}")
             if b["kind"] == "ClusterRoleBinding":
                 expect(s["name"] != dp_sa, f"{bn}: the data plane must not be bound cluster-wide")
+        expect(not (b["roleRef"]["kind"] == "ClusterRole" and b["roleRef"]["name"].endswith("-sidecar")),
+               f"{bn}: the chart binds the sidecar Events role; only the operator does, per namespace")
 
 
-def check_networkpolicies(objs: list[dict]) -> None:
+def check_networkpolicies(objs: list[dict], injector: bool = True) -> None:
     nps = by_kind(objs, "NetworkPolicy")
     expect(len(nps) == 2, f"expected 2 NetworkPolicies, got {len(nps)}")
+    op_np = one(objs, "NetworkPolicy", "-operator")
+    open_webhook = [r for r in op_np["spec"]["ingress"] if not r.get("from") and any(p["port"] == "webhook" for p in r["ports"])]
+    webhook_any = [r for r in op_np["spec"]["ingress"] if any(p["port"] == "webhook" for p in r["ports"])]
+    if injector:
+        expect(open_webhook, f"operator NetworkPolicy does not admit the API server (anywhere) on the webhook port: {op_np['spec']['ingress']}")
+    else:
+        expect(not webhook_any, f"operator NetworkPolicy opens the webhook port with sidecarInjector disabled: {webhook_any}")
     for np in nps:
         sel = np["spec"]["podSelector"]["matchLabels"]
         matched = [w for w in workloads(objs) if selects(sel, w["spec"]["template"]["metadata"]["labels"])]
@@ -496,6 +550,247 @@ def check_networkpolicies(objs: list[dict]) -> None:
     expect(peers, "data-plane NetworkPolicy does not admit its peers")
     metrics_rules = [r for r in dp["spec"]["ingress"] for f in r.get("from", []) if "namespaceSelector" in f]
     expect(metrics_rules, "data-plane NetworkPolicy does not admit the metrics namespace")
+
+
+# --------------------------------------------------------------------------------------------
+# sidecar injection (sidecarInjector.*)
+
+INJECT_LABEL = {"hookmesh.io/inject": "true"}
+WEBHOOK_URL = "https://127.0.0.1:9443/mutate-pods"
+# Operator flags the chart sets for the injector, each exactly once.
+INJECTOR_FLAGS = ("--webhook-listen", "--webhook-secret", "--webhook-hosts", "--webhook-config",
+                  "--sidecar-image", "--sidecar-config-namespace", "--sidecar-events-role")
+# Kinds the chart renders that are not namespaced (the rest must name their namespace:
+# `kubectl apply -f` would otherwise put them in the kubeconfig's namespace).
+CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
+
+
+def selector_matches(sel: dict, labels: dict) -> bool:
+    """metav1.LabelSelector semantics (matchLabels and matchExpressions ANDed; {} matches all)."""
+    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
+        return False
+    for e in sel.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and key in labels and labels[key] in values) \
+                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+        expect(op in ("In", "NotIn", "Exists", "DoesNotExist"), f"unknown selector operator {op}")
+    return True
+
+
+def contains_key(node, key: str) -> bool:
+    if isinstance(node, dict):
+        return key in node or any(contains_key(v, key) for v in node.values())
+    if isinstance(node, list):
+        return any(contains_key(v, key) for v in node)
+    return False
+
+
+def operator_container(objs: list[dict]) -> dict:
+    return one(objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
+
+
+def injector_webhook(objs: list[dict]) -> tuple[dict, dict]:
+    mwcs = by_kind(objs, "MutatingWebhookConfiguration")
+    expect(len(mwcs) == 1, f"expected one MutatingWebhookConfiguration, got {[m['metadata']['name'] for m in mwcs]}")
+    hooks = mwcs[0].get("webhooks") or []
+    expect(len(hooks) == 1, f"{mwcs[0]['metadata']['name']}: expected one webhook, got {len(hooks)}")
+    return mwcs[0], hooks[0]
+
+
+def single_flag(args: list[str], flag: str) -> str:
+    got = [a for a in args if a == flag or a.startswith(flag + "=")]
+    expect(len(got) == 1, f"{flag} given {len(got)} times in {args}")
+    value = arg_value(args, flag)
+    expect(value, f"{flag} has no value: {args}")
+    return value
+
+
+def check_sidecar_injector(objs: list[dict], fullname: str, failure_policy: str, timeout: int,
+                           namespaces: list[tuple[dict, bool]]) -> None:
+    """The MutatingWebhookConfiguration: what it intercepts, where it sends it, and that it
+    leaves caBundle to the operator. `namespaces`: (namespace labels, whether the webhook applies)."""
+    mwc, h = injector_webhook(objs)
+    name = mwc["metadata"]["name"]
+    expect(name == f"{fullname}-sidecar-injector", f"MutatingWebhookConfiguration {name} != {fullname}-sidecar-injector")
+    expect("namespace" not in mwc["metadata"], f"{name}: cluster-scoped, yet has metadata.namespace")
+    expect(h["name"] == "inject.sidecar.hookmesh.io", f"webhook name {h['name']}")
+    expect(h.get("admissionReviewVersions") == ["v1"], f"admissionReviewVersions {h.get('admissionReviewVersions')}")
+    expect(h.get("sideEffects") == "None", f"sideEffects {h.get('sideEffects')}")
+    expect(h.get("failurePolicy") == failure_policy, f"failurePolicy {h.get('failurePolicy')} != {failure_policy}")
+    expect(h.get("timeoutSeconds") == timeout, f"timeoutSeconds {h.get('timeoutSeconds')} != {timeout}")
+    expect(h.get("reinvocationPolicy") == "IfNeeded", f"reinvocationPolicy {h.get('reinvocationPolicy')}")
+    expect(h.get("matchPolicy") == "Equivalent", f"matchPolicy {h.get('matchPolicy')}")
+    expect(h.get("rules") == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                               "resources": ["pods"], "scope": "Namespaced"}], f"rules {h.get('rules')}")
+    # Only labelled Pods: exactly this selector, so Fail cannot hold up any other Pod.
+    expect(h.get("objectSelector") == {"matchLabels": INJECT_LABEL}, f"objectSelector {h.get('objectSelector')}")
+    nsel = h.get("namespaceSelector") or {}
+    for labels, want in namespaces:
+        expect(selector_matches(nsel, labels) == want, f"namespaceSelector {nsel} on namespace labels {labels}: {not want}, want {want}")
+    matching = next((labels for labels, want in namespaces if want), {})
+    for ns in ("kube-system", "kube-node-lease", NAMESPACE):
+        labels = {**matching, "kubernetes.io/metadata.name": ns}
+        expect(not selector_matches(nsel, labels), f"namespaceSelector {nsel} does not exclude namespace {ns}")
+    expect(not contains_key(mwc, "caBundle"), f"{name} sets caBundle (the operator owns it)")
+    # clientConfig: the rendered webhook Service in the release namespace, on the operator's webhook port.
+    cc = h.get("clientConfig") or {}
+    expect(set(cc) == {"service"}, f"clientConfig {cc}: expected a service reference only")
+    ref = cc["service"]
+    expect(ref.get("namespace") == NAMESPACE and ref.get("path") == "/mutate-pods" and ref.get("port") == 443,
+           f"clientConfig.service {ref}")
+    svcs = [s for s in by_kind(objs, "Service") if s["metadata"]["name"] == ref.get("name") and s["metadata"].get("namespace") == NAMESPACE]
+    expect(len(svcs) == 1, f"clientConfig names Service {NAMESPACE}/{ref.get('name')}, which is not rendered")
+    svc = svcs[0]
+    expect(svc["spec"].get("type", "ClusterIP") == "ClusterIP", f"webhook Service type {svc['spec'].get('type')}")
+    ports = [p for p in svc["spec"]["ports"] if p["port"] == 443]
+    expect(len(ports) == 1, f"webhook Service {svc['metadata']['name']} has no port 443: {svc['spec']['ports']}")
+    dep = one(objs, "Deployment", "-operator")
+    cports = {p["name"]: p["containerPort"] for p in operator_container(objs)["ports"]}
+    expect(ports[0]["targetPort"] in cports, f"webhook Service targetPort {ports[0]['targetPort']} is not a named operator port {cports}")
+    expect(selects(svc["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"]),
+           f"webhook Service selector {svc['spec']['selector']} does not select the operator pods")
+    sts = one(objs, "StatefulSet", "-dataplane")
+    expect(not selects(svc["spec"]["selector"], sts["spec"]["template"]["metadata"]["labels"]), "webhook Service selects data-plane pods")
+    # The chart's own pods are never sent to the webhook.
+    for w in workloads(objs):
+        expect(not selector_matches(h["objectSelector"], w["spec"]["template"]["metadata"]["labels"]),
+               f"{w['metadata']['name']} pods carry the injection label")
+
+
+def check_webhook_args(objs: list[dict], tls_secret: str, cluster_domain: str, extra_hosts: list[str]) -> None:
+    """The operator's --webhook-* and --sidecar-* flags name the rendered objects."""
+    mwc, h = injector_webhook(objs)
+    c = operator_container(objs)
+    args = c["args"]
+    v = {f: single_flag(args, f) for f in INJECTOR_FLAGS}
+    expect(v["--webhook-config"] == mwc["metadata"]["name"], f"--webhook-config {v['--webhook-config']} != {mwc['metadata']['name']}")
+    expect(v["--webhook-secret"] == f"{NAMESPACE}/{tls_secret}", f"--webhook-secret {v['--webhook-secret']} != {NAMESPACE}/{tls_secret}")
+    expect(re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", tls_secret) and len(tls_secret) <= 253, f"bad Secret name {tls_secret}")
+    hosts = v["--webhook-hosts"].split(",")
+    expect(all(hosts) and len(set(hosts)) == len(hosts), f"--webhook-hosts {hosts}: empty or repeated names")
+    cc = h["clientConfig"]
+    if "service" in cc:
+        svc = cc["service"]["name"]
+        for want in (f"{svc}.{NAMESPACE}.svc", f"{svc}.{NAMESPACE}.svc.{cluster_domain}"):
+            expect(want in hosts, f"--webhook-hosts {hosts} lacks {want} (the webhook Service's name)")
+    else:
+        from urllib.parse import urlsplit
+        host = urlsplit(cc["url"]).hostname
+        expect(host in hosts, f"--webhook-hosts {hosts} lacks the url's host {host}")
+        expect(not [x for x in hosts if ".svc" in x], f"--webhook-hosts {hosts}: Service names although no Service is called")
+    for want in extra_hosts:
+        expect(want in hosts, f"--webhook-hosts {hosts} lacks extraHosts entry {want}")
+    listen_host, _, listen_port = v["--webhook-listen"].rpartition(":")
+    cports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    expect(listen_host == "0.0.0.0", f"--webhook-listen {v['--webhook-listen']} must listen on all addresses (the API server comes through the Service)")
+    expect("webhook" in cports and str(cports["webhook"]) == listen_port,
+           f"--webhook-listen port {listen_port} != container port webhook {cports.get('webhook')}")
+    if "service" in cc:
+        svc = one(objs, "Service", cc["service"]["name"])
+        target = next(p["targetPort"] for p in svc["spec"]["ports"] if p["port"] == 443)
+        expect(str(cports.get(target)) == listen_port, f"webhook Service targets {target} ({cports.get(target)}), operator listens on {listen_port}")
+    expect(v["--sidecar-config-namespace"] == NAMESPACE, f"--sidecar-config-namespace {v['--sidecar-config-namespace']} != {NAMESPACE}")
+    role = v["--sidecar-events-role"]
+    crs = [cr for cr in by_kind(objs, "ClusterRole") if cr["metadata"]["name"] == role]
+    expect(len(crs) == 1, f"--sidecar-events-role {role} is not a rendered ClusterRole")
+    rules = flatten_rules(crs[0])
+    for group in ("", "events.k8s.io"):
+        expect(grants(rules, group, "events", "create"), f"ClusterRole {role} does not grant events create in {group!r}: {rules}")
+    sts_image = one(objs, "StatefulSet", "-dataplane")["spec"]["template"]["spec"]["containers"][0]["image"]
+    expect(v["--sidecar-image"] == sts_image, f"--sidecar-image {v['--sidecar-image']} != data-plane image {sts_image}")
+
+
+def check_injector_rbac(objs: list[dict]) -> None:
+    """What the injector needs, and that the operator can grant the sidecars' permissions
+    without bind/escalate (Kubernetes only lets it grant what it holds itself)."""
+    mwc, _ = injector_webhook(objs)
+    name = mwc["metadata"]["name"]
+    op_cr = flatten_rules(one(objs, "ClusterRole", "-operator"))
+    expect(grants(op_cr, "", "pods", "watch"), "operator ClusterRole: no watch on pods")
+    expect(grants(op_cr, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", name),
+           f"operator ClusterRole: no patch on MutatingWebhookConfiguration {name}")
+    expect(not grants(op_cr, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", "someone-elses-webhook"),
+           "operator ClusterRole: patch on MutatingWebhookConfigurations is not limited by resourceNames")
+    expect(grants(op_cr, "rbac.authorization.k8s.io", "rolebindings", "create"), "operator ClusterRole: no create on rolebindings")
+    role = one(objs, "Role", "-operator")
+    expect(role["metadata"]["namespace"] == NAMESPACE, f"operator Role in {role['metadata']['namespace']}")
+    rr = flatten_rules(role)
+    for res in ("roles", "rolebindings"):
+        expect(grants(rr, "rbac.authorization.k8s.io", res, "create"), f"operator Role: no create on {res}")
+    expect(grants(rr, "", "secrets", "delete", "hookmesh-sidecar-made-up-name"),
+           "operator Role: no delete on Secrets of any name (the per-workload config Secrets)")
+    # No escalation needed: the sidecar Events role and the per-workload Secret read grants are
+    # within what the operator holds.
+    sidecar = flatten_rules(one(objs, "ClusterRole", "-sidecar"))
+    for (g, res, names), verbs in sidecar.items():
+        for verb in verbs:
+            expect(grants(op_cr, g, res, verb), f"the operator cannot bind the sidecar role: it lacks {verb} on {g}/{res}")
+    for verb in ("get", "list", "watch"):
+        expect(grants(op_cr, "", "secrets", verb) or grants(rr, "", "secrets", verb, "any"),
+               f"the operator cannot grant {verb} on a workload's config Secret: it lacks it")
+
+
+def check_injector_url(helm: Helm) -> list[dict]:
+    objs = helm.template("--set", f"sidecarInjector.url={WEBHOOK_URL}")
+    _, h = injector_webhook(objs)
+    expect(h["clientConfig"] == {"url": WEBHOOK_URL}, f"clientConfig {h['clientConfig']} != {{'url': {WEBHOOK_URL!r}}}")
+    webhook_svcs = [s["metadata"]["name"] for s in by_kind(objs, "Service")
+                    if s["metadata"]["name"].endswith("-webhook") or any(p["targetPort"] == "webhook" for p in s["spec"]["ports"])]
+    expect(not webhook_svcs, f"url set, yet webhook Service(s) rendered: {webhook_svcs}")
+    check_webhook_args(objs, f"{RELEASE}-webhook-tls", "cluster.local", [])
+    hosts = arg_value(operator_container(objs)["args"], "--webhook-hosts").split(",")
+    expect(hosts == ["127.0.0.1"], f"--webhook-hosts {hosts} != ['127.0.0.1']")
+    return objs
+
+
+def check_injector_disabled(helm: Helm) -> list[dict]:
+    objs = helm.template("--set", "sidecarInjector.enabled=false", "--set", "networkPolicy.enabled=true")
+    expect(not by_kind(objs, "MutatingWebhookConfiguration"), "MutatingWebhookConfiguration rendered")
+    svcs = [s["metadata"]["name"] for s in by_kind(objs, "Service")
+            if s["metadata"]["name"].endswith("-webhook") or any(p["targetPort"] == "webhook" for p in s["spec"]["ports"])]
+    expect(not svcs, f"webhook Service rendered: {svcs}")
+    crs = [c["metadata"]["name"] for c in by_kind(objs, "ClusterRole")]
+    expect(not [n for n in crs if n.endswith("-sidecar")], f"sidecar ClusterRole rendered: {crs}")
+    args = operator_container(objs)["args"]
+    expect(not [a for a in args if a.startswith(("--webhook", "--sidecar"))], f"injector flags with the injector off: {args}")
+    check_operator(objs, 1, webhook_port=None)
+    for role in by_kind(objs, "ClusterRole") + by_kind(objs, "Role"):
+        for (g, res, _), _verbs in flatten_rules(role).items():
+            expect(res not in ("pods", "rolebindings", "roles", "mutatingwebhookconfigurations"),
+                   f"{role['kind']} {role['metadata']['name']} grants {g}/{res} with the injector off")
+    check_rbac(objs, f"{RELEASE}-operator", f"{RELEASE}-config", injector=False)
+    check_networkpolicies(objs, injector=False)
+    return objs
+
+
+def check_sidecar_image(helm: Helm) -> None:
+    """--sidecar-image: the data-plane image by default; sidecarInjector.sidecarImage overrides it."""
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    cases = [
+        ([], "hookmesh/hookmesh-dataplane:0.1.0"),
+        (["--set", f"dataplane.image.digest={a}"], f"hookmesh/hookmesh-dataplane@{a}"),
+        (["--set", "image.registry=reg.example/acme", "--set", "dataplane.image.tag=1.2.3"], "reg.example/acme/hookmesh/hookmesh-dataplane:1.2.3"),
+        (["--set", "sidecarInjector.sidecarImage.tag=9.9.9", "--set", f"dataplane.image.digest={a}"], "hookmesh/hookmesh-dataplane:9.9.9"),
+        (["--set", "sidecarInjector.sidecarImage.repository=acme/sidecar", "--set", f"sidecarInjector.sidecarImage.digest={b}",
+          "--set", "image.registry=reg.example"], f"reg.example/acme/sidecar@{b}"),
+    ]
+    for args, want in cases:
+        objs = helm.template(*args)
+        got = arg_value(operator_container(objs)["args"], "--sidecar-image")
+        expect(got == want, f"{' '.join(args) or 'default values'}: --sidecar-image {got} != {want}")
+        if not [x for x in args if "sidecarImage" in x]:
+            sts = one(objs, "StatefulSet", "-dataplane")["spec"]["template"]["spec"]["containers"][0]["image"]
+            expect(got == sts, f"{' '.join(args) or 'default values'}: --sidecar-image {got} != data-plane image {sts}")
+
+
+def check_scopes(objs: list[dict]) -> None:
+    for o in objs:
+        name = f"{o['kind']}/{o['metadata']['name']}"
+        if o["kind"] in CLUSTER_SCOPED:
+            expect("namespace" not in o["metadata"], f"{name} is cluster-scoped, yet has metadata.namespace")
+        else:
+            expect(o["metadata"].get("namespace"), f"{name} has no metadata.namespace")
 
 
 def check_pdb(objs: list[dict]) -> None:
@@ -773,6 +1068,19 @@ def check_negative(helm: Helm) -> None:
         (["--set", "dataplane.settings.peerRefresh=often"], "peerRefresh"),
         (["--set", "dataplane.peers.existingSecret=Not_A_Name"], "existingSecret"),
         (["--set", "dataplane.peers.nosuchkey=1"], "nosuchkey"),
+        (["--set", "sidecarInjector.failurePolicy=Maybe"], "failurePolicy"),
+        (["--set", "sidecarInjector.timeoutSeconds=31"], "timeoutSeconds"),
+        (["--set", "sidecarInjector.timeoutSeconds=0"], "timeoutSeconds"),
+        (["--set", "sidecarInjector.url=http://127.0.0.1:9443/mutate-pods"], "url"),
+        (["--set", "sidecarInjector.url=https://127.0.0.1:9443/mutate-pods?x=1"], "url"),
+        (["--set", "sidecarInjector.port=9090"], "sidecarInjector.port and operator.metricsPort"),
+        (["--set", "sidecarInjector.extraHosts[0]=not_a_host"], "extraHosts"),
+        (["--set", "sidecarInjector.namespaceSelector.matchExpressions[0].key=env",
+          "--set", "sidecarInjector.namespaceSelector.matchExpressions[0].operator=Maybe"], "matchExpressions"),
+        (["--set", "sidecarInjector.namespaceSelector.podSelector.x=y"], "podSelector"),
+        (["--set", "sidecarInjector.sidecarImage.digest=latest"], "digest"),
+        (["--set", "sidecarInjector.tlsSecretName=Not_A_Name"], "tlsSecretName"),
+        (["--set", "sidecarInjector.nosuchkey=1"], "nosuchkey"),
     ]
     for args, needle in cases:
         proc = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args, ok=False)
@@ -794,12 +1102,22 @@ def check_notes(helm: Helm) -> None:
                           (["--set", "service.ingest.type=NodePort"], "jsonpath='{.spec.ports[0].nodePort}'"),
                           ([], "token in Secret hookmesh-peer-token"),
                           (["--set", "dataplane.replicas=3", "--set", "dataplane.podDisruptionBudget.enabled=false"],
-                           "3 data-plane pods without a PodDisruptionBudget")):
+                           "3 data-plane pods without a PodDisruptionBudget"),
+                          ([], 'label a Pod template hookmesh.io/inject: "true"'),
+                          ([], "MutatingWebhookConfiguration hookmesh-sidecar-injector (failurePolicy Fail, calling Service hookmesh-operator-webhook)"),
+                          ([], "caBundle, labelled Pods are refused."),
+                          (["-f", str(FULL_VALUES)], "caBundle, labelled Pods are started without the sidecar."),
+                          (["--set", f"sidecarInjector.url={WEBHOOK_URL}"], f"calling {WEBHOOK_URL})"),
+                          (["--set", "sidecarInjector.enabled=false"], "\n5. Argo CD: add the health check")):
         out = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *extra).stdout
         expect("NOTES:" in out, f"no NOTES in helm install --dry-run=client {' '.join(extra)}")
         notes = out.split("NOTES:", 1)[1]
         expect(needle in notes, f"NOTES ({' '.join(extra) or 'default'}) do not contain {needle!r}:\n{notes}")
         expect("<no value>" not in out, f"'<no value>' in the output of helm install --dry-run=client {' '.join(extra)}")
+    out = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", "--set", "sidecarInjector.enabled=false").stdout
+    notes = out.split("NOTES:", 1)[1]
+    expect("hookmesh.io/inject" not in notes and "MutatingWebhookConfiguration" not in notes,
+           f"NOTES mention injection with sidecarInjector.enabled=false:\n{notes}")
 
 
 def check_no_missing_values(helm: Helm) -> None:
@@ -954,7 +1272,7 @@ def main() -> int:
             r.check(f"{name}: probes on /healthz and /readyz at named ports", check_probes, objs)
             r.check(f"{name}: object names are valid and fit limits", check_names, objs)
         r.check("default: operator Deployment (1 replica, leader election, downward API)", check_operator, default, 1)
-        r.check("full: operator Deployment (2 replicas)", check_operator, full, 2)
+        r.check("full: operator Deployment (2 replicas, webhook port 9444)", check_operator, full, 2, 9090, 9444)
         r.check("default: data-plane StatefulSet (PVC template, args, headless peers)", check_statefulset, default, "10Gi", None, 8080, "cluster.local")
         r.check("full: data-plane StatefulSet (custom storage class and size)", check_statefulset, full, "50Gi", "fast-ssd", 9000, "cluster.example")
         r.check("default: config Secret wiring (operator, data plane, RBAC)", check_config_secret_wiring, default, f"{RELEASE}-config")
@@ -964,6 +1282,25 @@ def main() -> int:
         r.check("default: least-privilege RBAC", check_rbac, default, f"{RELEASE}-operator", f"{RELEASE}-config")
         r.check("full: least-privilege RBAC", check_rbac, full, "hookmesh-leader", "hookmesh-compiled")
         r.check("full: NetworkPolicies select the pods, name real ports, admit peers and metrics", check_networkpolicies, full)
+        for name, objs in (("default", default), ("full", full)):
+            r.check(f"{name}: namespaced objects name the release namespace, cluster-scoped ones (CRD, ClusterRole[Binding], MutatingWebhookConfiguration) none",
+                    check_scopes, objs)
+        r.check("default: sidecar injector MutatingWebhookConfiguration (labelled Pods only, kube-system and release namespace "
+                "excluded, Fail, sideEffects None, Service clientConfig to the operator's webhook port, no caBundle)",
+                check_sidecar_injector, default, RELEASE, "Fail", 5,
+                [({"kubernetes.io/metadata.name": "shop"}, True), ({"kubernetes.io/metadata.name": "default"}, True)])
+        r.check("full: sidecar injector MutatingWebhookConfiguration (Ignore, 10 s, extra namespaceSelector ANDed)",
+                check_sidecar_injector, full, "hm", "Ignore", 10,
+                [({"kubernetes.io/metadata.name": "shop", "hookmesh.io/injection": "enabled", "environment": "prod"}, True),
+                 ({"kubernetes.io/metadata.name": "shop", "environment": "prod"}, False),
+                 ({"kubernetes.io/metadata.name": "shop", "hookmesh.io/injection": "enabled", "environment": "dev"}, False)])
+        r.check("default: operator --webhook-*/--sidecar-* args name the rendered MWC, Service, Secret, ports, ClusterRole and data-plane image",
+                check_webhook_args, default, f"{RELEASE}-webhook-tls", "cluster.local", [])
+        r.check("full: operator --webhook-*/--sidecar-* args (custom port, Secret, cluster domain, extraHosts)",
+                check_webhook_args, full, "hm-webhook-cert", "cluster.example", ["hookmesh-webhook.example.com", "10.0.0.10"])
+        r.check("default: injector RBAC (pods watch, MWC patch by name, rolebindings; Role: roles/rolebindings, secrets delete; no escalation needed)",
+                check_injector_rbac, default)
+        r.check("full: injector RBAC", check_injector_rbac, full)
         r.check("full: PodDisruptionBudget selects the data plane", check_pdb, full)
         helm = helms[-1]
         hl = helm.spec["label"]
@@ -987,6 +1324,16 @@ def main() -> int:
             r.check("replicas=3: data-plane StatefulSet (peers-dns, env)", check_statefulset, multi, "10Gi", None, 8080, "cluster.local")
         if existing:
             r.check("existingSecret: kubernetes-validate (strict)", check_schema_validation, existing)
+        url = r.check(f"{hl}: sidecarInjector.url: clientConfig.url, no webhook Service, the URL's host in --webhook-hosts",
+                      check_injector_url, helm)
+        if url:
+            r.check("sidecarInjector.url: kubernetes-validate (strict)", check_schema_validation, url)
+        disabled = r.check(f"{hl}: sidecarInjector.enabled=false: no MWC, webhook Service, sidecar ClusterRole, injector args, "
+                           "webhook port or pods/roles/rolebindings rules", check_injector_disabled, helm)
+        if disabled:
+            r.check("sidecarInjector.enabled=false: kubernetes-validate (strict)", check_schema_validation, disabled)
+        r.check(f"{hl}: --sidecar-image is the data-plane image unless sidecarInjector.sidecarImage overrides it",
+                check_sidecar_image, helm)
         r.check("default: peer settings rendered as args (--peer-refresh, --peer-timeout, --drain-on-shutdown, --drain-timeout)",
                 check_peer_settings_args, default, {"--peer-refresh": "5s", "--peer-timeout": "2s",
                                                     "--drain-on-shutdown": "false", "--drain-timeout": "60s"})

@@ -205,7 +205,7 @@ pub fn patch(
         let grace = spec
             .termination_grace_period_seconds
             .unwrap_or(DEFAULT_GRACE_SECONDS);
-        args.push("--drain-on-shutdown".into());
+        args.push("--drain-on-shutdown=true".into());
         args.push(format!(
             "--drain-timeout={}s",
             (grace - DRAIN_MARGIN_SECONDS).max(1)
@@ -359,7 +359,7 @@ mod tests {
         assert!(args.contains(&"--listen=0.0.0.0:8090".to_string()));
         // On the emptyDir: drain within the default 30 s grace period, minus the margin.
         assert!(
-            args.contains(&"--drain-on-shutdown".to_string()),
+            args.contains(&"--drain-on-shutdown=true".to_string()),
             "{args:?}"
         );
         assert!(
@@ -428,7 +428,7 @@ mod tests {
                 .args
                 .clone()
                 .unwrap_or_default()
-                .contains(&"--drain-on-shutdown".to_string()),
+                .contains(&"--drain-on-shutdown=true".to_string()),
             "a volume that outlives the Pod keeps the queue for the next one"
         );
         assert!(side

@@ -148,6 +148,68 @@ Renders nothing when the result is empty.
 {{- end -}}
 {{- end -}}
 
+{{/* MutatingWebhookConfiguration of the sidecar injector (--webhook-config). */}}
+{{- define "hookmesh.sidecarInjector.configName" -}}
+{{- printf "%s-sidecar-injector" (include "hookmesh.fullname" .) -}}
+{{- end -}}
+
+{{/* Service in front of the operator's webhook listener (not rendered when sidecarInjector.url is set). */}}
+{{- define "hookmesh.sidecarInjector.serviceName" -}}
+{{- printf "%s-webhook" (include "hookmesh.operator.fullname" .) -}}
+{{- end -}}
+
+{{/* Secret with the webhook CA and serving certificate (--webhook-secret), made by the operator. */}}
+{{- define "hookmesh.sidecarInjector.tlsSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "hookmesh.fullname" .)) .Values.sidecarInjector.tlsSecretName -}}
+{{- end -}}
+
+{{/* ClusterRole the operator binds in each namespace with injected Pods (--sidecar-events-role). */}}
+{{- define "hookmesh.sidecarInjector.eventsRoleName" -}}
+{{- printf "%s-sidecar" (include "hookmesh.fullname" .) -}}
+{{- end -}}
+
+{{/*
+Names of the webhook's serving certificate (--webhook-hosts), comma-separated: the webhook
+Service's DNS names (<svc>.<ns>.svc, <svc>.<ns>.svc.<clusterDomain>), or the host of
+sidecarInjector.url when that is set (the API server then calls the URL, not the Service),
+then sidecarInjector.extraHosts; duplicates dropped.
+*/}}
+{{- define "hookmesh.sidecarInjector.hosts" -}}
+{{- $si := .Values.sidecarInjector -}}
+{{- $hosts := list -}}
+{{- if $si.url -}}
+{{- $host := (urlParse $si.url).hostname -}}
+{{- if not $host -}}
+{{- fail (printf "sidecarInjector.url %q has no host" $si.url) -}}
+{{- end -}}
+{{- $hosts = append $hosts $host -}}
+{{- else -}}
+{{- $svc := printf "%s.%s.svc" (include "hookmesh.sidecarInjector.serviceName" .) .Release.Namespace -}}
+{{- $hosts = append $hosts $svc -}}
+{{- $hosts = append $hosts (printf "%s.%s" $svc .Values.clusterDomain) -}}
+{{- end -}}
+{{- range $si.extraHosts -}}
+{{- $hosts = append $hosts . -}}
+{{- end -}}
+{{- $hosts | uniq | join "," -}}
+{{- end -}}
+
+{{/*
+Image of the injected sidecar (--sidecar-image): sidecarInjector.sidecarImage, field by field
+falling back to dataplane.image (repository; tag and digest together, so that a sidecar tag is
+never overridden by a data-plane digest). With nothing set it is the data-plane image.
+*/}}
+{{- define "hookmesh.sidecarInjector.image" -}}
+{{- $sc := .Values.sidecarInjector.sidecarImage -}}
+{{- $dp := .Values.dataplane.image -}}
+{{- $img := dict "repository" (default $dp.repository $sc.repository) "tag" $dp.tag "digest" $dp.digest -}}
+{{- if or $sc.tag $sc.digest -}}
+{{- $_ := set $img "tag" $sc.tag -}}
+{{- $_ := set $img "digest" $sc.digest -}}
+{{- end -}}
+{{- include "hookmesh.image" (dict "ctx" . "image" $img) -}}
+{{- end -}}
+
 {{/* Pod-level security context shared by both workloads (distroless "nonroot" is uid 65532). */}}
 {{- define "hookmesh.podSecurityContext" -}}
 runAsNonRoot: true
@@ -194,5 +256,8 @@ Call with (dict "ctx" $ "component" "dataplane" "constraints" .Values.dataplane.
 {{- define "hookmesh.validateValues" -}}
 {{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) -}}
 {{- fail "operator.replicas > 1 requires operator.leaderElection.enabled=true: two operators without a Lease would fight over the config Secret and status" -}}
+{{- end -}}
+{{- if and .Values.sidecarInjector.enabled (eq (int .Values.sidecarInjector.port) (int .Values.operator.metricsPort)) -}}
+{{- fail (printf "sidecarInjector.port and operator.metricsPort are both %d: the webhook listener needs a port of its own" (int .Values.operator.metricsPort)) -}}
 {{- end -}}
 {{- end -}}

@@ -18,6 +18,7 @@ const CLUSTER_SCOPED: &[&str] = &[
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
 ];
 
 pub struct Rendered {

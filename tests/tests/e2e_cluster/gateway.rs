@@ -369,6 +369,14 @@ fn check_rbac(env: &Env, install: &Install, apps: &str) -> anyhow::Result<()> {
     }
     let config = format!("secret/{}", install.config_secret);
     let lease = format!("lease.coordination.k8s.io/{}", install.lease);
+    let mwc = format!(
+        "mutatingwebhookconfigurations.admissionregistration.k8s.io/{}",
+        install
+            .rendered
+            .object("MutatingWebhookConfiguration", "-sidecar-injector")?["metadata"]["name"]
+            .as_str()
+            .context("the chart's webhook configuration has no name")?
+    );
     let op = &install.operator_kubeconfig;
     let dp = &install.dataplane_kubeconfig;
     let mut wrong = Vec::new();
@@ -435,10 +443,34 @@ fn check_rbac(env: &Env, install: &Install, apps: &str) -> anyhow::Result<()> {
         ),
         ("operator", op, vec!["patch", "secrets", "-n", apps], false),
         ("operator", op, vec!["delete", "secrets", "-n", apps], false),
+        // Sidecar mode: the per-workload slices have names the operator makes up, so in its
+        // own namespace it writes Secrets, Roles and RoleBindings by any name; elsewhere it
+        // writes only RoleBindings (to the sidecar events ClusterRole, which the API server's
+        // escalation check confines it to).
         (
             "operator",
             op,
             vec!["patch", "secret/other", "-n", rns],
+            true,
+        ),
+        ("operator", op, vec!["create", "roles", "-n", rns], true),
+        (
+            "operator",
+            op,
+            vec!["create", "rolebindings", "-n", apps],
+            true,
+        ),
+        ("operator", op, vec!["create", "roles", "-n", apps], false),
+        ("operator", op, vec!["watch", "pods", "-A"], true),
+        ("operator", op, vec!["patch", "pods", "-n", apps], false),
+        ("operator", op, vec!["patch", &mwc], true),
+        (
+            "operator",
+            op,
+            vec![
+                "patch",
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io/other",
+            ],
             false,
         ),
         (

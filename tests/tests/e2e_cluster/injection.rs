@@ -205,7 +205,7 @@ async fn sidecar_mode(
         "{injected:?}"
     );
     ensure!(
-        injected.iter().any(|a| a == "--drain-on-shutdown"),
+        injected.iter().any(|a| a == "--drain-on-shutdown=true"),
         "an emptyDir sidecar must drain: {injected:?}"
     );
     ensure!(
