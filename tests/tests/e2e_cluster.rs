@@ -75,7 +75,7 @@ const TESTS: &[(&str, bool, Check)] = &[
         e2e_cluster::gateway::operator_and_dataplane,
     ),
     (
-        "sidecar_injection_by_the_operators_webhook",
+        "sidecar_mode_installed_by_the_chart_runs_the_readme_example",
         false,
         e2e_cluster::injection::sidecar_injection,
     ),

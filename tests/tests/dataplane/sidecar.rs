@@ -207,3 +207,25 @@ async fn on_sigterm_a_sidecar_delivers_what_it_holds_before_it_exits() {
         sidecar.logs()
     );
 }
+
+/// The README's sidecar example is the file the real-API-server suite installs, word for word.
+#[test]
+fn the_readmes_sidecar_example_is_the_tested_file() {
+    let root = hookmesh_tests::gateway::workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let file =
+        std::fs::read_to_string(root.join("examples/sidecar/checkout.yaml")).expect("example");
+    let section = readme
+        .split("\n## Sidecar mode\n")
+        .nth(1)
+        .expect("a Sidecar mode section");
+    let block = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block in it");
+    assert_eq!(
+        block, file,
+        "README's example and examples/sidecar/checkout.yaml differ"
+    );
+}

@@ -1,7 +1,8 @@
 //! Sidecar mode against the real API server, installed by the chart: the chart's webhook
 //! objects and RBAC applied for real, the operator run as the chart's ServiceAccount with the
-//! chart's args, the sidecar run as the workload's own ServiceAccount with the args the webhook
-//! injected.
+//! chart's args, and the README's example (`examples/sidecar/checkout.yaml`: a Deployment
+//! receiving Stripe webhooks) applied as it is, but for the app's address. Its sidecar runs as
+//! the workload's own ServiceAccount with the args the webhook injected.
 //!
 //! - The operator serves the mutating webhook over TLS with its own CA and keeps the chart's
 //!   MutatingWebhookConfiguration's `caBundle` current; labelled Pods (created directly, or by
@@ -24,8 +25,7 @@ use anyhow::{ensure, Context as _};
 use base64::Engine as _;
 use bytes::Bytes;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
 use kube::Api;
@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use super::checks::{in_namespace, setup};
 use super::env::Env;
 use super::gateway::Install;
-use super::kube_util::{Cluster, ObjRef};
+use super::kube_util::{yaml_docs, Cluster, ObjRef};
 use super::procs::{block_on, Proc};
 use hookmesh_tests::http::now_unix;
 use hookmesh_tests::receiver::{Receiver, Reply};
@@ -42,11 +42,12 @@ use hookmesh_tests::{sign, wait};
 
 const SIDECAR: &str = "hookmesh-sidecar";
 const STRIPE_SECRET: &str = "whsec_e2e_stripe_secret";
-/// The app's own ServiceAccount, which its sidecar runs as.
-const APP_SA: &str = "shop";
+/// The example's workload and the ServiceAccount its Pods (and so its sidecars) run as.
+const WORKLOAD: &str = "checkout";
+const APP_SA: &str = "checkout";
 
 fn pod(name: &str, labelled: bool) -> anyhow::Result<Pod> {
-    let mut labels = json!({"app": "shop"});
+    let mut labels = json!({"app": WORKLOAD});
     if labelled {
         labels["hookmesh.io/inject"] = json!("true");
     }
@@ -68,26 +69,42 @@ fn sidecar_of(p: &Pod) -> Option<&k8s_openapi::api::core::v1::Container> {
         .find(|c| c.name == SIDECAR)
 }
 
-/// The workload `shop` receiving Stripe webhooks through its sidecar, and a second workload
-/// `ledger` whose slice `shop` must not read.
-fn objects(app_port: u16) -> Vec<Value> {
-    vec![
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "stripe"},
-            "stringData": {"secret": STRIPE_SECRET}}),
+/// The README's example, with the app on `app_port` and a test secret, and a second workload
+/// `ledger` whose slice the checkout's sidecar must not read.
+fn objects(app_port: u16) -> anyhow::Result<Vec<Value>> {
+    let file = hookmesh_tests::gateway::workspace_root().join("examples/sidecar/checkout.yaml");
+    let mut docs = yaml_docs(&std::fs::read_to_string(&file)?)?;
+    let mut kinds = Vec::new();
+    for d in &mut docs {
+        kinds.push(d["kind"].as_str().unwrap_or_default().to_string());
+        match (d["kind"].as_str(), d["metadata"]["name"].as_str()) {
+            (Some("Secret"), Some("stripe")) => d["stringData"]["secret"] = json!(STRIPE_SECRET),
+            (Some("Endpoint"), _) => {
+                d["spec"]["url"] = json!(format!("http://localhost:{app_port}/webhooks/stripe"));
+                d["spec"]["retry"] =
+                    json!({"maxAttempts": 50, "initialBackoff": "100ms", "maxBackoff": "200ms"});
+            }
+            _ => {}
+        }
+    }
+    for want in [
+        "Source",
+        "Endpoint",
+        "Subscription",
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+    ] {
+        ensure!(kinds.iter().any(|k| k == want), "the example has no {want}");
+    }
+    docs.push(
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ledger-token"},
-            "stringData": {"secret": "ledger-only"}}),
-        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Source", "metadata": {"name": "stripe"},
-            "spec": {"workload": "shop",
-                "verification": {"scheme": "stripe", "secretRef": {"name": "stripe", "key": "secret"}}}}),
-        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Endpoint", "metadata": {"name": "app"},
-            "spec": {"workload": "shop", "url": format!("http://localhost:{app_port}/webhooks/stripe"),
-                "retry": {"maxAttempts": 50, "initialBackoff": "100ms", "maxBackoff": "200ms"}}}),
-        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Subscription", "metadata": {"name": "stripe-to-app"},
-            "spec": {"endpointRef": {"name": "app"}, "sources": ["stripe"]}}),
-        json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Source", "metadata": {"name": "ledger"},
-            "spec": {"workload": "ledger",
-                "verification": {"scheme": "github", "secretRef": {"name": "ledger-token", "key": "secret"}}}}),
-    ]
+        "stringData": {"secret": "ledger-only"}}),
+    );
+    docs.push(json!({"apiVersion": "hookmesh.io/v1alpha1", "kind": "Source", "metadata": {"name": "ledger"},
+        "spec": {"workload": "ledger",
+            "verification": {"scheme": "github", "secretRef": {"name": "ledger-token", "key": "secret"}}}}));
+    Ok(docs)
 }
 
 pub fn sidecar_injection(env: &Env) -> anyhow::Result<()> {
@@ -156,14 +173,7 @@ async fn sidecar_mode(
     .with_context(|| operator.log_tail())?;
 
     let app = Receiver::start().await?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": APP_SA}}))?,
-        )
-        .await?;
-    for o in objects(app.addr.port()) {
+    for o in objects(app.addr.port())? {
         cluster.apply(ns, &o).await?;
     }
     let slice = |w: &str| format!("hookmesh-sidecar-{ns}.{w}");
@@ -172,7 +182,7 @@ async fn sidecar_mode(
         "both workloads' slices to be published",
         Duration::from_secs(60),
         || async {
-            secrets.get(&slice("shop")).await?;
+            secrets.get(&slice(WORKLOAD)).await?;
             secrets.get(&slice("ledger")).await?;
             Ok(())
         },
@@ -180,20 +190,38 @@ async fn sidecar_mode(
     .await
     .with_context(|| operator.log_tail())?;
 
-    // A labelled Pod is stored with the sidecar; the webhook may need a moment to answer.
+    // The example's Deployment: the controller's Pods are stored with the sidecar (the
+    // ReplicaSet controller retries while the webhook comes up).
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let from_deployment = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|r| r.kind == "ReplicaSet"))
+    };
+    let by_app = ListParams::default().labels(&format!("app={WORKLOAD}"));
     wait::retry(
-        "a labelled Pod to be created",
-        Duration::from_secs(30),
+        "the Deployment's Pods with their sidecar",
+        Duration::from_secs(60),
         || async {
-            pods.create(&PostParams::default(), &pod("labelled", true)?)
-                .await?;
+            let list = pods.list(&by_app).await?;
+            let made: Vec<&Pod> = list.items.iter().filter(|p| from_deployment(p)).collect();
+            ensure!(made.len() == 2, "{} of 2 Pods so far", made.len());
+            for p in &made {
+                ensure!(sidecar_of(p).is_some(), "a Deployment Pod without sidecar");
+            }
             Ok(())
         },
     )
     .await
     .with_context(|| operator.log_tail())?;
-    let stored = pods.get("labelled").await?;
+    let stored = pods
+        .list(&by_app)
+        .await?
+        .items
+        .into_iter()
+        .find(from_deployment)
+        .context("the Deployment's Pods went away")?;
     let side = sidecar_of(&stored).context("the stored Pod has no sidecar")?;
     ensure!(
         side.restart_policy.as_deref() == Some("Always"),
@@ -201,16 +229,26 @@ async fn sidecar_mode(
     );
     let injected = side.args.clone().unwrap_or_default();
     ensure!(
-        injected.contains(&format!("--config-secret={rns}/{}", slice("shop"))),
+        injected.contains(&format!("--config-secret={rns}/{}", slice(WORKLOAD))),
         "{injected:?}"
     );
     ensure!(
-        injected.iter().any(|a| a == "--drain-on-shutdown=true"),
-        "an emptyDir sidecar must drain: {injected:?}"
+        injected.iter().any(|a| a == "--drain-on-shutdown=true")
+            && injected.iter().any(|a| a == "--drain-timeout=55s"),
+        "an emptyDir sidecar must drain within the example's 60 s grace period: {injected:?}"
     );
     ensure!(
         stored.spec.as_ref().map(|s| s.containers.len()) == Some(1),
         "the app's containers changed"
+    );
+    let pod_name = stored.metadata.name.clone().unwrap_or_default();
+
+    // A labelled Pod created directly gets it too.
+    pods.create(&PostParams::default(), &pod("labelled", true)?)
+        .await?;
+    ensure!(
+        sidecar_of(&pods.get("labelled").await?).is_some(),
+        "a labelled Pod created directly has no sidecar"
     );
 
     // The operator learns the Pod's ServiceAccount and grants it its slice, and only that.
@@ -219,7 +257,7 @@ async fn sidecar_mode(
         "the slice RoleBinding to name the app's ServiceAccount",
         Duration::from_secs(30),
         || async {
-            let b = bindings.get(&slice("shop")).await?;
+            let b = bindings.get(&slice(WORKLOAD)).await?;
             let named = b
                 .subjects
                 .unwrap_or_default()
@@ -240,7 +278,7 @@ async fn sidecar_mode(
         "the app's ServiceAccount to read its own slice",
         Duration::from_secs(30),
         || async {
-            their_secrets.get(&slice("shop")).await?;
+            their_secrets.get(&slice(WORKLOAD)).await?;
             Ok(())
         },
     )
@@ -249,15 +287,15 @@ async fn sidecar_mode(
         |r: Result<Secret, kube::Error>| matches!(r, Err(kube::Error::Api(ref e)) if e.code == 403);
     ensure!(
         forbidden(their_secrets.get(&slice("ledger")).await),
-        "the shop's ServiceAccount can read the ledger's slice"
+        "the checkout's ServiceAccount can read the ledger's slice"
     );
     ensure!(
         forbidden(their_secrets.get(&install.config_secret).await),
-        "the shop's ServiceAccount can read the gateway's config"
+        "the checkout's ServiceAccount can read the gateway's config"
     );
-    let shop_slice: hookmesh_api::GatewayConfig = serde_json::from_slice(
+    let checkout_slice: hookmesh_api::GatewayConfig = serde_json::from_slice(
         &secrets
-            .get(&slice("shop"))
+            .get(&slice(WORKLOAD))
             .await?
             .data
             .unwrap_or_default()
@@ -265,12 +303,19 @@ async fn sidecar_mode(
             .context("slice without config.json")?
             .0,
     )?;
-    let sources: Vec<&str> = shop_slice.sources.iter().map(|s| s.name.as_str()).collect();
-    ensure!(sources == ["stripe"], "the shop's slice serves {sources:?}");
+    let sources: Vec<&str> = checkout_slice
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    ensure!(
+        sources == ["stripe"],
+        "the checkout's slice serves {sources:?}"
+    );
     let ledger_secret = base64::engine::general_purpose::STANDARD.encode("ledger-only");
     ensure!(
-        !serde_json::to_string(&shop_slice)?.contains(&ledger_secret),
-        "the shop's slice holds the ledger's secret"
+        !serde_json::to_string(&checkout_slice)?.contains(&ledger_secret),
+        "the checkout's slice holds the ledger's secret"
     );
 
     // The sidecar as the app's ServiceAccount, with exactly the injected args (a local
@@ -297,7 +342,7 @@ async fn sidecar_mode(
         &app_kubeconfig,
         install.dir.path(),
         &[
-            ("POD_NAME", "labelled"),
+            ("POD_NAME", &pod_name),
             ("POD_NAMESPACE", ns),
             ("POD_UID", &uid),
         ],
@@ -356,7 +401,7 @@ async fn sidecar_mode(
         "an UndrainedEvents Event on the Pod",
         Duration::from_secs(15),
         || async {
-            let events = cluster.events_about(ns, "labelled").await?;
+            let events = cluster.events_about(ns, &pod_name).await?;
             let found = events.iter().any(|e| {
                 e.reason.as_deref() == Some("UndrainedEvents")
                     && e.note
@@ -376,40 +421,6 @@ async fn sidecar_mode(
         sidecar_of(&pods.get("plain").await?).is_none(),
         "an unlabelled Pod got a sidecar"
     );
-
-    // A Deployment's Pods, made by the controller, get it too.
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let template = serde_json::to_value(pod("x", true)?)?;
-    let d: Deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "shop"},
-        "spec": {"replicas": 1,
-            "selector": {"matchLabels": {"app": "shop", "hookmesh.io/inject": "true"}},
-            "template": {"metadata": {"labels": template["metadata"]["labels"]},
-                "spec": template["spec"]}},
-    }))?;
-    deployments.create(&PostParams::default(), &d).await?;
-    wait::retry(
-        "the Deployment's Pod with its sidecar",
-        Duration::from_secs(60),
-        || async {
-            let list = pods.list(&ListParams::default().labels("app=shop")).await?;
-            let made = list.items.iter().filter(|p| {
-                p.metadata
-                    .owner_references
-                    .as_ref()
-                    .is_some_and(|o| o.iter().any(|r| r.kind == "ReplicaSet"))
-            });
-            let mut any = false;
-            for p in made {
-                ensure!(sidecar_of(p).is_some(), "Deployment Pod without sidecar");
-                any = true;
-            }
-            ensure!(any, "no Pod from the Deployment yet");
-            Ok(())
-        },
-    )
-    .await?;
 
     // The ledger workload loses its last object: its slice and grants go.
     cluster
@@ -432,9 +443,9 @@ async fn sidecar_mode(
     .await
     .with_context(|| operator.log_tail())?;
     secrets
-        .get(&slice("shop"))
+        .get(&slice(WORKLOAD))
         .await
-        .context("the shop's slice went with the ledger's")?;
+        .context("the checkout's slice went with the ledger's")?;
 
     // Operator down: unlabelled Pods are not held up; labelled ones are refused rather than
     // run without their sidecar.
@@ -450,5 +461,8 @@ async fn sidecar_mode(
         "a labelled Pod was created without the webhook"
     );
     let _ = env;
+    println!(
+        "sidecar: README example injected (2 Deployment Pods + 1 direct), slice readable only by its account, Stripe webhook delivered, UndrainedEvents on SIGTERM, stale slice removed"
+    );
     Ok(())
 }
