@@ -139,13 +139,15 @@ pub struct GenericHmacConfig {
     pub signed_content: Vec<TemplatePart>,
 }
 
-/// A piece of the generic scheme's signed-content template.
+/// A piece of a signed-content template (the generic scheme's, or an Endpoint's `hmac`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TemplatePart {
     Literal(String),
     Body,
     Timestamp,
+    /// The event id; outgoing signatures only.
+    Id,
 }
 
 /// Where a value comes from in a request.
@@ -173,6 +175,11 @@ pub struct EndpointConfig {
     /// Sorted by name.
     pub headers: Vec<(String, String)>,
     pub timeout_ms: u64,
+    /// How the outgoing signature is made and sent.
+    pub signing: SigningConfig,
+    /// Keys on their way out, signed with too until they expire.
+    pub previous_keys: Vec<PreviousKey>,
+    pub format: DeliveryFormatConfig,
     pub retry: RetryConfig,
     pub per_second: Option<u32>,
     pub max_in_flight: Option<u32>,
@@ -181,10 +188,68 @@ pub struct EndpointConfig {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RetryConfig {
+    /// Attempts including the first.
     pub max_attempts: u32,
-    pub initial_backoff_ms: u64,
-    pub max_backoff_ms: u64,
-    pub multiplier: f64,
+    /// The delay before each retry, before jitter.
+    pub delays: RetryDelays,
+    /// Dead-letter a delivery this long after it was created, whatever attempts are left.
+    pub max_age_ms: Option<u64>,
+    /// The longest `Retry-After` honoured.
+    pub max_retry_after_ms: u64,
+}
+
+/// A signing key still in use until `expires_at_ms` (unix ms).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PreviousKey {
+    pub key: SecretBytes,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "profile")]
+pub enum SigningConfig {
+    /// `v1,<base64 HMAC-SHA256 of id.timestamp.body>`; with `svix_names`, `svix-*` headers.
+    StandardWebhooks { svix_names: bool },
+    /// One header with an HMAC.
+    Hmac(HmacSigningConfig),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HmacSigningConfig {
+    /// Lower-cased header name.
+    pub header: String,
+    pub algorithm: HmacAlgorithm,
+    pub encoding: SignatureEncoding,
+    /// May contain [`TIMESTAMP_PLACEHOLDER`].
+    pub prefix: String,
+    pub signed_content: Vec<TemplatePart>,
+    /// Lower-cased header name.
+    pub timestamp_header: Option<String>,
+}
+
+/// `{timestamp}`, in an hmac prefix.
+pub const TIMESTAMP_PLACEHOLDER: &str = "{timestamp}";
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryFormatConfig {
+    Raw,
+    CloudEventsBinary,
+    CloudEventsStructured,
+}
+
+/// How the delay before a retry grows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum RetryDelays {
+    /// `initial * multiplier^(n-1)`, capped at `max`.
+    Exponential {
+        initial_ms: u64,
+        max_ms: u64,
+        multiplier: f64,
+    },
+    /// The n-th retry waits `delays_ms[n-1]`; the last one repeats. Never empty.
+    Schedule { delays_ms: Vec<u64> },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -21,6 +21,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub namespace: String,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub namespace: String,
     pub endpoint: String,
@@ -33,6 +39,7 @@ pub struct Metrics {
     verification_failures: Family<ReasonLabels, Counter>,
     delivery_attempts: Family<OutcomeLabels, Counter>,
     delivery_latency: Histogram,
+    endpoint_paused: Family<EndpointLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     pub queue_depth: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub config_reloads: Counter<u64, AtomicU64>,
     /// Other pods discovered, and how many of them answered the last probe.
@@ -67,6 +74,13 @@ impl Metrics {
         let delivery_latency = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let queue_depth = Gauge::default();
         let config_reloads = Counter::default();
+        let endpoint_paused =
+            Family::<EndpointLabels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        registry.register(
+            "endpoint_paused",
+            "1 while the endpoint is paused because its receiver answered 410 Gone",
+            endpoint_paused.clone(),
+        );
         registry.register(
             "events_ingested",
             "Events accepted and stored",
@@ -147,6 +161,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            endpoint_paused,
             peers_known,
             peers_up,
             peer_call_failures,
@@ -189,6 +204,16 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Paused by a 410 Gone, or resumed.
+    pub fn endpoint_paused(&self, namespace: &str, endpoint: &str, paused: bool) {
+        self.endpoint_paused
+            .get_or_create(&EndpointLabels {
+                namespace: namespace.to_string(),
+                endpoint: endpoint.to_string(),
+            })
+            .set(i64::from(paused));
     }
 
     pub fn delivered_after(&self, seconds: f64) {

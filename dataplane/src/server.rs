@@ -81,6 +81,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let engine =
         deliver::Engine::start(store.clone(), live.clone(), metrics.clone(), opts.delivery)
             .context("starting the delivery engine")?;
+    // Pauses (410 Gone) outlive restarts; so does their gauge.
+    match store.paused_endpoints() {
+        Ok(paused) => {
+            for (ns, name, _) in paused {
+                metrics.endpoint_paused(&ns, &name, true);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list paused endpoints"),
+    }
     // Every id this process creates carries its node number from here on.
     crate::store::set_node(opts.peers.node);
     let drain_on_shutdown = opts.peers.drain_on_shutdown;

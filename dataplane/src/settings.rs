@@ -114,6 +114,24 @@ pub struct Cli {
         requires = "manifests"
     )]
     pub workload: Option<String>,
+    /// Address ranges deliveries may not connect to, besides the defaults (link-local and
+    /// cloud metadata, loopback, the unspecified address, the Kubernetes API server).
+    #[arg(
+        long,
+        env = "HOOKMESH_EGRESS_DENY",
+        value_delimiter = ',',
+        value_name = "CIDR,..."
+    )]
+    pub egress_deny: Vec<ipnet::IpNet>,
+    /// Address ranges deliveries may connect to even when denied (e.g. `127.0.0.0/8` for a
+    /// receiver on this machine). A sidecar (`--workload`) allows loopback by itself.
+    #[arg(
+        long,
+        env = "HOOKMESH_EGRESS_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR,..."
+    )]
+    pub egress_allow: Vec<ipnet::IpNet>,
 }
 
 /// Ceiling of --publish-max-body: a publish body is read into memory whole.
@@ -160,6 +178,20 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
+    /// The egress guard: the defaults, `--egress-deny` added, `--egress-allow` excepted; a
+    /// standalone sidecar (`--workload`) delivers to its own Pod, so it allows loopback.
+    pub fn egress_policy(&self) -> deliver::egress::EgressPolicy {
+        let mut allow = self.egress_allow.clone();
+        if self.workload.is_some() {
+            allow.extend(
+                deliver::egress::LOOPBACK
+                    .iter()
+                    .filter_map(|s| s.parse::<ipnet::IpNet>().ok()),
+            );
+        }
+        deliver::egress::EgressPolicy::new(&self.egress_deny, &allow)
+    }
+
     /// The server's options. Fails only on a `--config-secret` that is not NAMESPACE/NAME.
     pub fn options(&self) -> anyhow::Result<Options> {
         let config = match (&self.manifests, &self.config_secret) {
@@ -187,6 +219,7 @@ impl Cli {
                 breaker_cooldown: self.breaker_cooldown,
                 max_in_flight: self.delivery_concurrency as usize,
                 shutdown_grace: self.shutdown_grace,
+                egress: std::sync::Arc::new(self.egress_policy()),
             },
             peers: PeerSettings {
                 node: self.node_id.unwrap_or_else(default_node_id),

@@ -198,6 +198,9 @@ pub fn patch(
         format!("--data-dir={DATA_DIR}"),
         format!("--listen=0.0.0.0:{port}"),
         "--node-id=0".into(),
+        // A sidecar delivers to its own Pod's containers on loopback, which the egress guard
+        // refuses by default.
+        "--egress-allow=127.0.0.0/8,::1/128".into(),
     ];
     // An emptyDir dies with the Pod: deliver what is queued before going, within the grace
     // period. On a volume that outlives the Pod the queue waits for the next one instead.
@@ -357,6 +360,7 @@ mod tests {
             "{args:?}"
         );
         assert!(args.contains(&"--listen=0.0.0.0:8090".to_string()));
+        assert!(args.contains(&"--egress-allow=127.0.0.0/8,::1/128".to_string()));
         // On the emptyDir: drain within the default 30 s grace period, minus the margin.
         assert!(
             args.contains(&"--drain-on-shutdown=true".to_string()),

@@ -132,6 +132,9 @@ pub struct GatewayOptions {
     /// Listen on this loopback port, kept across restarts (peers address each other by it); a
     /// free one otherwise, new at each start.
     pub port: Option<u16>,
+    /// Keep the egress guard's default refusal of loopback. The suites' receivers listen on
+    /// loopback, so by default the harness allows it (`--egress-allow=127.0.0.0/8,::1/128`).
+    pub guard_loopback: bool,
 }
 
 pub struct Gateway {
@@ -181,7 +184,13 @@ impl Gateway {
             data_dir,
             manifests,
             env: opts.env,
-            args: opts.args,
+            args: if opts.guard_loopback {
+                opts.args
+            } else {
+                std::iter::once("--egress-allow=127.0.0.0/8,::1/128".to_string())
+                    .chain(opts.args)
+                    .collect()
+            },
             release: opts.release,
             port: opts.port,
             child: None,

@@ -7,6 +7,7 @@
 pub mod gateway;
 pub mod http;
 pub mod peer_set;
+pub mod python;
 pub mod receiver;
 pub mod rest_harness;
 pub mod sign;

@@ -1,6 +1,7 @@
 //! Validations more than one kind shares: header names, JSON pointers, durations, globs, URLs.
 
 use super::problem::{bad, Outcome, Reason};
+use crate::config::TemplatePart;
 use crate::duration;
 
 /// RFC 9110 token characters.
@@ -87,4 +88,45 @@ pub fn check_glob(g: &str) -> Result<(), String> {
         return Err("contains **; a single * already matches any run".into());
     }
     Ok(())
+}
+
+/// Split a signed-content template such as `{timestamp}.{body}` into parts. `{id}` (the event
+/// id) exists only where hookmesh signs (an Endpoint); any other `{...}` is an error, not a
+/// literal.
+pub(super) fn parse_template(t: &str, what: &str, allow_id: bool) -> Outcome<Vec<TemplatePart>> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TemplatePart::Literal(rest[..open].to_string()));
+        }
+        let after = &rest[open..];
+        if let Some(r) = after.strip_prefix("{body}") {
+            parts.push(TemplatePart::Body);
+            rest = r;
+        } else if let Some(r) = after.strip_prefix("{timestamp}") {
+            parts.push(TemplatePart::Timestamp);
+            rest = r;
+        } else if let (true, Some(r)) = (allow_id, after.strip_prefix("{id}")) {
+            parts.push(TemplatePart::Id);
+            rest = r;
+        } else {
+            let known = if allow_id {
+                "{body}, {timestamp} and {id}"
+            } else {
+                "{body} and {timestamp}"
+            };
+            return bad(
+                Reason::InvalidSpec,
+                format!("{what}: unknown placeholder in {t:?} (use {known})"),
+            );
+        }
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest.to_string()));
+    }
+    if !parts.contains(&TemplatePart::Body) {
+        return bad(Reason::InvalidSpec, format!("{what} must contain {{body}}"));
+    }
+    Ok(parts)
 }

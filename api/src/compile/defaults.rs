@@ -12,6 +12,13 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_INITIAL_BACKOFF_MS: u64 = 1_000;
 pub const DEFAULT_MAX_BACKOFF_MS: u64 = 3_600_000;
 pub const DEFAULT_MULTIPLIER: f64 = 2.0;
+/// The default retry schedule, Svix's: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.6 h
+/// from the first attempt to the eighth), so a receiver that is down overnight still gets
+/// everything.
+pub const DEFAULT_SCHEDULE_MS: [u64; 7] = [
+    5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+];
+pub const DEFAULT_MAX_RETRY_AFTER_MS: u64 = 3_600_000;
 /// Label that marks a Secret as a REST API key.
 pub const API_KEY_LABEL: &str = "hookmesh.io/api-key";
 /// Namespace given to manifests that name none (as `kubectl apply` does).

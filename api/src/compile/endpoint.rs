@@ -59,15 +59,35 @@ pub(super) fn compile_endpoint(
         name: default_signing_secret_name(name),
         key: DEFAULT_SIGNING_SECRET_KEY.into(),
     });
-    let raw = secrets.get(ns, &secret_ref)?;
-    let Some(signing_key) = decode_whsec(&raw) else {
-        return bad(
-            Reason::InvalidSecret,
-            format!(
-                "signing secret {ns}/{} key {:?} must be whsec_ followed by base64",
-                secret_ref.name, secret_ref.key
-            ),
-        );
+    let signing = signing(spec.signing.as_ref())?;
+    let signing_key = key_bytes(ns, &secret_ref, &secrets.get(ns, &secret_ref)?, &signing)?;
+    let previous_keys = match &spec.previous_secret_ref {
+        None => Vec::new(),
+        Some(p) => {
+            let r = SecretKeyRef {
+                name: p.name.clone(),
+                key: p.key.clone(),
+            };
+            let key = key_bytes(ns, &r, &secrets.get(ns, &r)?, &signing)?;
+            let expires_at_ms = match p.expires_at.parse::<k8s_openapi::jiff::Timestamp>() {
+                Ok(t) => u64::try_from(t.as_millisecond()).unwrap_or(0),
+                Err(e) => {
+                    return bad(
+                        Reason::InvalidSpec,
+                        format!("previousSecretRef.expiresAt {:?}: {e}", p.expires_at),
+                    )
+                }
+            };
+            vec![PreviousKey {
+                key: SecretBytes(key),
+                expires_at_ms,
+            }]
+        }
+    };
+    let format = match spec.format {
+        None | Some(DeliveryFormat::Raw) => DeliveryFormatConfig::Raw,
+        Some(DeliveryFormat::CloudeventsBinary) => DeliveryFormatConfig::CloudEventsBinary,
+        Some(DeliveryFormat::CloudeventsStructured) => DeliveryFormatConfig::CloudEventsStructured,
     };
     let mut headers = Vec::with_capacity(spec.headers.len());
     for (k, v) in &spec.headers {
@@ -101,43 +121,7 @@ pub(super) fn compile_endpoint(
             )
         }
     };
-    let r = spec.retry.clone().unwrap_or_default();
-    let retry = RetryConfig {
-        max_attempts: match r.max_attempts {
-            None => DEFAULT_MAX_ATTEMPTS,
-            Some(n @ 1..=100) => n,
-            Some(n) => {
-                return bad(
-                    Reason::InvalidSpec,
-                    format!("retry.maxAttempts {n} is outside 1..=100"),
-                )
-            }
-        },
-        initial_backoff_ms: match &r.initial_backoff {
-            None => DEFAULT_INITIAL_BACKOFF_MS,
-            Some(s) => parse_duration_ms(s, "retry.initialBackoff")?,
-        },
-        max_backoff_ms: match &r.max_backoff {
-            None => DEFAULT_MAX_BACKOFF_MS,
-            Some(s) => parse_duration_ms(s, "retry.maxBackoff")?,
-        },
-        multiplier: match r.multiplier {
-            None => DEFAULT_MULTIPLIER,
-            Some(m) if (1.0..=10.0).contains(&m) => m,
-            Some(m) => {
-                return bad(
-                    Reason::InvalidSpec,
-                    format!("retry.multiplier {m} is outside 1..=10"),
-                )
-            }
-        },
-    };
-    if retry.initial_backoff_ms > retry.max_backoff_ms {
-        return bad(
-            Reason::InvalidSpec,
-            "retry.initialBackoff is longer than retry.maxBackoff",
-        );
-    }
+    let retry = retry(&spec.retry.clone().unwrap_or_default())?;
     let limits = spec.rate_limit.clone().unwrap_or_default();
     if limits.per_second == Some(0) || limits.max_in_flight == Some(0) {
         return bad(Reason::InvalidSpec, "rateLimit values must be at least 1");
@@ -147,11 +131,174 @@ pub(super) fn compile_endpoint(
         name: name.to_string(),
         url: url.to_string(),
         signing_key: SecretBytes(signing_key),
+        signing,
+        previous_keys,
+        format,
         headers,
         timeout_ms: timeout_seconds * 1000,
         retry,
         per_second: limits.per_second,
         max_in_flight: limits.max_in_flight,
         disabled: spec.disabled,
+    })
+}
+
+/// The signing profile: Standard Webhooks (default) or one HMAC header.
+fn signing(s: Option<&Signing>) -> Outcome<SigningConfig> {
+    let Some(s) = s else {
+        return Ok(SigningConfig::StandardWebhooks { svix_names: false });
+    };
+    match (s.profile, &s.hmac) {
+        (SigningProfile::StandardWebhooks, None) => Ok(SigningConfig::StandardWebhooks {
+            svix_names: s.header_names == Some(HeaderNames::Svix),
+        }),
+        (SigningProfile::Hmac, Some(h)) if s.header_names.is_none() => {
+            check_header_name(&h.header, "signing.hmac.header")?;
+            if let Some(t) = &h.timestamp_header {
+                check_header_name(t, "signing.hmac.timestampHeader")?;
+            }
+            let header = h.header.to_ascii_lowercase();
+            if header.starts_with("webhook-")
+                || header.starts_with("hookmesh-")
+                || RESERVED_HEADERS.contains(&header.as_str())
+            {
+                return bad(
+                    Reason::InvalidSpec,
+                    format!(
+                        "signing.hmac.header {:?} is a header hookmesh sets",
+                        h.header
+                    ),
+                );
+            }
+            let template = h.signed_content.as_deref().unwrap_or("{body}");
+            Ok(SigningConfig::Hmac(HmacSigningConfig {
+                header,
+                algorithm: h.algorithm,
+                encoding: h.encoding,
+                prefix: h.prefix.clone().unwrap_or_default(),
+                signed_content: parse_template(template, "signing.hmac.signedContent", true)?,
+                timestamp_header: h.timestamp_header.as_ref().map(|t| t.to_ascii_lowercase()),
+            }))
+        }
+        (SigningProfile::Hmac, _) => bad(
+            Reason::InvalidSpec,
+            "signing: profile hmac takes hmac settings and no headerNames",
+        ),
+        (SigningProfile::StandardWebhooks, Some(_)) => bad(
+            Reason::InvalidSpec,
+            "signing: hmac settings are only for profile hmac",
+        ),
+    }
+}
+
+/// The key bytes of a signing Secret: a `whsec_` secret decoded for Standard Webhooks; for
+/// `hmac`, the value as it is (receivers of such schemes share a plain string).
+fn key_bytes(ns: &str, r: &SecretKeyRef, raw: &[u8], signing: &SigningConfig) -> Outcome<Vec<u8>> {
+    match signing {
+        SigningConfig::StandardWebhooks { .. } => match decode_whsec(raw) {
+            Some(k) => Ok(k),
+            None => bad(
+                Reason::InvalidSecret,
+                format!(
+                    "signing secret {ns}/{} key {:?} must be whsec_ followed by base64",
+                    r.name, r.key
+                ),
+            ),
+        },
+        SigningConfig::Hmac(_) => {
+            let trimmed = raw.trim_ascii();
+            if trimmed.is_empty() {
+                return bad(
+                    Reason::InvalidSecret,
+                    format!("signing secret {ns}/{} key {:?} is empty", r.name, r.key),
+                );
+            }
+            Ok(trimmed.to_vec())
+        }
+    }
+}
+
+/// The retry policy: the explicit schedule, the exponential form, or the default schedule.
+fn retry(r: &RetryPolicy) -> Outcome<RetryConfig> {
+    let exponential =
+        r.initial_backoff.is_some() || r.max_backoff.is_some() || r.multiplier.is_some();
+    let delays =
+        match (&r.schedule, exponential) {
+            (Some(_), true) => return bad(
+                Reason::InvalidSpec,
+                "retry.schedule replaces initialBackoff, maxBackoff and multiplier: give one form",
+            ),
+            (Some(list), false) => {
+                if list.is_empty() || list.len() > 50 {
+                    return bad(
+                        Reason::InvalidSpec,
+                        format!("retry.schedule has {} delays; give 1 to 50", list.len()),
+                    );
+                }
+                let mut delays_ms = Vec::with_capacity(list.len());
+                for (i, d) in list.iter().enumerate() {
+                    delays_ms.push(parse_duration_ms(d, &format!("retry.schedule[{i}]"))?);
+                }
+                RetryDelays::Schedule { delays_ms }
+            }
+            (None, true) => {
+                let initial_ms = match &r.initial_backoff {
+                    None => DEFAULT_INITIAL_BACKOFF_MS,
+                    Some(s) => parse_duration_ms(s, "retry.initialBackoff")?,
+                };
+                let max_ms = match &r.max_backoff {
+                    None => DEFAULT_MAX_BACKOFF_MS,
+                    Some(s) => parse_duration_ms(s, "retry.maxBackoff")?,
+                };
+                let multiplier = match r.multiplier {
+                    None => DEFAULT_MULTIPLIER,
+                    Some(m) if (1.0..=10.0).contains(&m) => m,
+                    Some(m) => {
+                        return bad(
+                            Reason::InvalidSpec,
+                            format!("retry.multiplier {m} is outside 1..=10"),
+                        )
+                    }
+                };
+                if initial_ms > max_ms {
+                    return bad(
+                        Reason::InvalidSpec,
+                        "retry.initialBackoff is longer than retry.maxBackoff",
+                    );
+                }
+                RetryDelays::Exponential {
+                    initial_ms,
+                    max_ms,
+                    multiplier,
+                }
+            }
+            (None, false) => RetryDelays::Schedule {
+                delays_ms: DEFAULT_SCHEDULE_MS.to_vec(),
+            },
+        };
+    let max_attempts = match (r.max_attempts, &delays) {
+        (Some(n @ 1..=100), _) => n,
+        (Some(n), _) => {
+            return bad(
+                Reason::InvalidSpec,
+                format!("retry.maxAttempts {n} is outside 1..=100"),
+            )
+        }
+        (None, RetryDelays::Schedule { delays_ms }) => delays_ms.len() as u32 + 1,
+        (None, RetryDelays::Exponential { .. }) => DEFAULT_MAX_ATTEMPTS,
+    };
+    let max_age_ms = match &r.max_age {
+        None => None,
+        Some(s) => Some(parse_duration_ms(s, "retry.maxAge")?),
+    };
+    let max_retry_after_ms = match &r.max_retry_after {
+        None => DEFAULT_MAX_RETRY_AFTER_MS,
+        Some(s) => parse_duration_ms(s, "retry.maxRetryAfter")?,
+    };
+    Ok(RetryConfig {
+        max_attempts,
+        delays,
+        max_age_ms,
+        max_retry_after_ms,
     })
 }

@@ -109,13 +109,7 @@ fn compile_generic_hmac(h: &GenericHmac, key: SecretBytes) -> Outcome<GenericHma
         check_header_name(t, "verification.hmac.timestampHeader")?;
     }
     let template = h.signed_content.as_deref().unwrap_or("{body}");
-    let signed_content = parse_template(template)?;
-    if !signed_content.contains(&TemplatePart::Body) {
-        return bad(
-            Reason::InvalidSpec,
-            "verification.hmac.signedContent must contain {body}",
-        );
-    }
+    let signed_content = parse_template(template, "verification.hmac.signedContent", false)?;
     if signed_content.contains(&TemplatePart::Timestamp) && h.timestamp_header.is_none() {
         return bad(
             Reason::InvalidSpec,
@@ -131,34 +125,6 @@ fn compile_generic_hmac(h: &GenericHmac, key: SecretBytes) -> Outcome<GenericHma
         timestamp_header: h.timestamp_header.as_ref().map(|t| t.to_ascii_lowercase()),
         signed_content,
     })
-}
-
-/// Split `{timestamp}.{body}` into parts; any other `{...}` is an error, not a literal.
-fn parse_template(t: &str) -> Outcome<Vec<TemplatePart>> {
-    let mut parts = Vec::new();
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        if open > 0 {
-            parts.push(TemplatePart::Literal(rest[..open].to_string()));
-        }
-        let after = &rest[open..];
-        if let Some(r) = after.strip_prefix("{body}") {
-            parts.push(TemplatePart::Body);
-            rest = r;
-        } else if let Some(r) = after.strip_prefix("{timestamp}") {
-            parts.push(TemplatePart::Timestamp);
-            rest = r;
-        } else {
-            return bad(
-                Reason::InvalidSpec,
-                format!("verification.hmac.signedContent: unknown placeholder in {t:?} (use {{body}} and {{timestamp}})"),
-            );
-        }
-    }
-    if !rest.is_empty() {
-        parts.push(TemplatePart::Literal(rest.to_string()));
-    }
-    Ok(parts)
 }
 
 fn default_event_type(scheme: Scheme) -> Option<FieldRule> {

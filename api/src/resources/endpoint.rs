@@ -4,7 +4,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, SecretKeyRef};
+use super::common::{CommonStatus, SecretKeyRef, HEADER_NAME_PATTERN};
+use super::source::{HmacAlgorithm, SignatureEncoding};
 use crate::duration;
 
 /// A destination that receives events as signed HTTP POSTs.
@@ -54,6 +55,17 @@ pub struct EndpointSpec {
     /// the Secret `<endpoint>-signing` (key `secret`) is used; the operator creates it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
+    /// A previous signing secret, still signed with (beside the current one) until
+    /// `expiresAt`: rotate a receiver's key without a moment where its deliveries fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_ref: Option<PreviousSecretRef>,
+    /// How deliveries are signed (default: Standard Webhooks, `webhook-*` headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+    /// The HTTP shape of a delivery: `raw` (default: the payload as received), or the
+    /// CloudEvents 1.0 HTTP binding, `cloudevents-binary` or `cloudevents-structured`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<DeliveryFormat>,
     /// Extra headers sent with every delivery.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[!#$%&\\'*+.^_`|~0-9A-Za-z-]+$') && !k.lowerAscii().startsWith('webhook-'))").message("header names must be HTTP tokens and must not start with webhook-"))]
@@ -80,11 +92,105 @@ pub struct EndpointSpec {
     pub workload: Option<String>,
 }
 
-/// Retries with exponential backoff and full jitter (jitter is always on).
+/// A signing secret on its way out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousSecretRef {
+    /// Name of the Secret (same namespace).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key inside the Secret's `data`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+    /// When deliveries stop carrying its signature (RFC 3339, e.g. `2026-12-31T00:00:00Z`).
+    #[schemars(
+        length(min = 20, max = 40),
+        regex(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub expires_at: String,
+}
+
+/// How a delivery is signed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.profile == 'hmac' ? has(self.hmac) : !has(self.hmac)").message("hmac settings are required for profile hmac and only allowed there"))]
+#[x_kube(validation = Rule::new("!has(self.headerNames) || self.profile == 'standard-webhooks'").message("headerNames is for profile standard-webhooks"))]
+pub struct Signing {
+    pub profile: SigningProfile,
+    /// Standard Webhooks: `webhook` (`webhook-id`, `webhook-timestamp`, `webhook-signature`;
+    /// the default) or `svix` (`svix-id`, ...), for receivers built on Svix's libraries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_names: Option<HeaderNames>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<HmacSigning>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SigningProfile {
+    StandardWebhooks,
+    Hmac,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderNames {
+    Webhook,
+    Svix,
+}
+
+/// One header carrying an HMAC of the delivery, as many receivers verify (GitHub-style
+/// `X-Hub-Signature-256: sha256=<hex>`, or a Stripe-style `t=<ts>,v1=<hex>` through `prefix`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.signedContent) || self.signedContent.contains('{body}')").message("signedContent must contain {body}"))]
+pub struct HmacSigning {
+    /// The signature's header, e.g. `X-Signature`.
+    #[schemars(length(min = 1, max = 256), regex(pattern = HEADER_NAME_PATTERN))]
+    pub header: String,
+    #[serde(default)]
+    pub algorithm: HmacAlgorithm,
+    #[serde(default)]
+    pub encoding: SignatureEncoding,
+    /// Text before the signature, e.g. `sha256=`; `{timestamp}` in it is replaced (Stripe-style
+    /// `t={timestamp},v1=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub prefix: Option<String>,
+    /// What is signed: `{body}` (default), `{timestamp}.{body}` or `{id}.{timestamp}.{body}`
+    /// (`{id}` is the event id, `{timestamp}` unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub signed_content: Option<String>,
+    /// Also send the timestamp in this header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = HEADER_NAME_PATTERN))]
+    pub timestamp_header: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryFormat {
+    Raw,
+    CloudeventsBinary,
+    CloudeventsStructured,
+}
+
+/// When failed deliveries are tried again. Two forms: an explicit `schedule` of delays, or the
+/// exponential form (`initialBackoff`, `maxBackoff`, `multiplier`). With neither, the default
+/// schedule `5s, 5m, 30m, 2h, 5h, 10h, 10h` (about 27.6 hours, 8 attempts). Every delay is
+/// jittered to between 80% and 120% of itself.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.schedule) || (!has(self.initialBackoff) && !has(self.maxBackoff) && !has(self.multiplier))").message("retry.schedule replaces initialBackoff, maxBackoff and multiplier: give one form"))]
 pub struct RetryPolicy {
-    /// Attempts including the first (default 8).
+    /// Attempts including the first (default: one more than the schedule's delays, 8 for the
+    /// exponential form). With a schedule, its last delay repeats until this many attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
@@ -100,6 +206,19 @@ pub struct RetryPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1.0, max = 10.0))]
     pub multiplier: Option<f64>,
+    /// The delay before each retry, in order (e.g. `[10s, 1m, 10m, 1h]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 50), inner(length(max = 32), regex(pattern = duration::PATTERN)))]
+    pub schedule: Option<Vec<String>>,
+    /// Dead-letter a delivery this long after it was created, even with attempts left (e.g.
+    /// `3d`). Default: no limit but the attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = duration::PATTERN))]
+    pub max_age: Option<String>,
+    /// The longest `Retry-After` (on 429 and 503) that is honoured (default `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = duration::PATTERN))]
+    pub max_retry_after: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

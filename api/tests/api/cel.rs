@@ -126,6 +126,8 @@ const GROUPS: &[&str] = &[
     "match_leaf_rules",
     "filter_headers_use_name_and_body_uses_path",
     "a_full_subscription_passes",
+    "retry_takes_one_form",
+    "endpoint_signing_profiles",
 ];
 
 #[test]
@@ -175,6 +177,16 @@ fn idempotency_with_only_a_header_or_pointer_passes_every_rule() {
 #[test]
 fn endpoint_header_names() {
     run("endpoint_header_names");
+}
+
+#[test]
+fn retry_takes_one_form() {
+    run("retry_takes_one_form");
+}
+
+#[test]
+fn endpoint_signing_profiles() {
+    run("endpoint_signing_profiles");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use hookmesh_api::config::EndpointConfig;
 use tracing::Instrument as _;
 
 use super::backoff;
-use super::client::{Answer, HttpClient};
+use super::client::{Answer, HttpClient, SendError};
 use super::sign::{build_request, Outgoing};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, AttemptRecord, Claimed, Finish, Store};
@@ -29,6 +29,8 @@ pub(super) enum Health {
     Down { retry_after: Option<Duration> },
     /// No request went out (payload gone, storage trouble).
     Unknown,
+    /// 410 Gone: the receiver says this endpoint no longer exists; pause it.
+    Gone,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +38,9 @@ enum Verdict {
     Success,
     Retry,
     Reject,
+    /// 410: not retried, and the endpoint is paused until someone resumes it (Standard
+    /// Webhooks: treat it as "disable").
+    Gone,
 }
 
 /// How the answer (or its absence) is judged: 2xx success; 408, 429, 5xx, timeouts and
@@ -46,6 +51,7 @@ fn judge(status: u16) -> Verdict {
     match status {
         200..=299 => Verdict::Success,
         408 | 429 => Verdict::Retry,
+        410 => Verdict::Gone,
         400..=499 => Verdict::Reject,
         _ => Verdict::Retry,
     }
@@ -88,6 +94,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
         endpoint: ep,
         attempt: number,
         timestamp: (started_at / 1000) as i64,
+        now_ms: started_at,
     });
     let req = match req {
         Ok(r) => r,
@@ -111,7 +118,8 @@ async fn attempt(job: &Job, number: u32) -> Health {
             let retry_after = match status {
                 429 | 503 => retry_after
                     .as_deref()
-                    .and_then(|v| backoff::parse_retry_after(v, SystemTime::now())),
+                    .and_then(|v| backoff::parse_retry_after(v, SystemTime::now()))
+                    .map(|ra| ra.min(backoff::retry_after_cap(&ep.retry))),
                 _ => None,
             };
             let error = match verdict {
@@ -123,17 +131,31 @@ async fn attempt(job: &Job, number: u32) -> Health {
             };
             (verdict, Some(status), body, error, retry_after)
         }
+        // The guard's refusal: a URL that points where deliveries may not go will not get
+        // better by retrying, and it says nothing about the receiver's health.
+        Err(SendError::Egress(r)) => {
+            tracing::warn!(error = %r, "egress guard refused the endpoint's address");
+            give_up(job, number, started_at, &format!("EGRESS_REFUSED: {r}"));
+            return Health::Unknown;
+        }
         Err(e) => (Verdict::Retry, None, Vec::new(), Some(e.to_string()), None),
     };
     let in_round = number.saturating_sub(job.claimed.round_start);
+    let mut out_of_time = false;
     let finish = match verdict {
         Verdict::Success => Finish::Success,
-        Verdict::Reject => Finish::Failed,
+        Verdict::Reject | Verdict::Gone => Finish::Failed,
         Verdict::Retry if in_round >= ep.retry.max_attempts => Finish::DeadLetter,
         Verdict::Retry => {
             let wait = backoff::delay(&ep.retry, in_round, retry_after, &mut rand::rng());
-            Finish::Retry {
-                at: now_ms().saturating_add(wait.as_millis() as u64),
+            let at = now_ms().saturating_add(wait.as_millis() as u64);
+            // retry.maxAge: the next attempt would come after the delivery's deadline.
+            match ep.retry.max_age_ms {
+                Some(max) if at > d.created_at.saturating_add(max) => {
+                    out_of_time = true;
+                    Finish::DeadLetter
+                }
+                _ => Finish::Retry { at },
             }
         }
     };
@@ -171,6 +193,13 @@ async fn attempt(job: &Job, number: u32) -> Health {
             error,
             "refused by the endpoint; not retried"
         ),
+        Finish::DeadLetter if out_of_time => tracing::warn!(
+            status = status_code,
+            duration_ms,
+            error,
+            attempts = in_round,
+            "past retry.maxAge; dead-lettered"
+        ),
         Finish::DeadLetter => tracing::warn!(
             status = status_code,
             duration_ms,
@@ -181,6 +210,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
     }
     match verdict {
         Verdict::Success | Verdict::Reject => Health::Up,
+        Verdict::Gone => Health::Gone,
         Verdict::Retry => Health::Down { retry_after },
     }
 }
@@ -227,7 +257,7 @@ mod tests {
             (401, Verdict::Reject),
             (404, Verdict::Reject),
             (408, Verdict::Retry),
-            (410, Verdict::Reject),
+            (410, Verdict::Gone),
             (422, Verdict::Reject),
             (429, Verdict::Retry),
             (500, Verdict::Retry),

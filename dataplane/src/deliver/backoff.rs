@@ -1,51 +1,75 @@
-//! When to try again: exponential backoff with full jitter, capped, and the receiver's own
-//! `Retry-After` when it sends one with 429 or 503.
+//! When to try again: the endpoint's schedule (an explicit list of delays, or exponential growth
+//! capped), each delay jittered to between 80% and 120% of itself, and the receiver's own
+//! `Retry-After` (with 429 or 503) as a floor, up to the endpoint's cap.
 //!
 //! Pure: the caller passes the clock and the random source, so every decision is reproducible
 //! in a test with a seeded RNG.
 
 use std::time::{Duration, SystemTime};
 
-use hookmesh_api::config::RetryConfig;
+use hookmesh_api::config::{RetryConfig, RetryDelays};
 use rand::Rng;
 
-/// The longest `Retry-After` we agree to: a receiver asking for a day should not park a
-/// delivery for a day without anyone noticing, but an hour is within what backoff reaches anyway.
+/// What an unparseable-but-huge `Retry-After` means before the endpoint's cap applies.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// The backoff ceiling before attempt `failed_attempt + 1`: `initial * multiplier^(n-1)`, capped
-/// at `max_backoff`. `failed_attempt` counts from 1.
-pub fn ceiling(cfg: &RetryConfig, failed_attempt: u32) -> Duration {
-    let exp = failed_attempt.saturating_sub(1).min(1024);
-    let multiplier = if cfg.multiplier.is_finite() && cfg.multiplier >= 1.0 {
-        cfg.multiplier
-    } else {
-        1.0
-    };
-    let raw = cfg.initial_backoff_ms as f64 * multiplier.powi(exp as i32);
-    let capped = if raw.is_finite() {
-        raw.min(cfg.max_backoff_ms as f64)
-    } else {
-        cfg.max_backoff_ms as f64
-    };
-    Duration::from_millis(capped.max(0.0) as u64)
+/// Jitter bounds, in percent of the scheduled delay: never earlier than 80% of it, so a failing
+/// receiver is not hit again almost at once; up to 120%, so a burst of failures spreads out.
+pub const JITTER_MIN_PERCENT: u64 = 80;
+pub const JITTER_MAX_PERCENT: u64 = 120;
+
+/// The delay the schedule gives before attempt `failed_attempt + 1`, before jitter.
+/// `failed_attempt` counts from 1.
+pub fn scheduled(cfg: &RetryConfig, failed_attempt: u32) -> Duration {
+    match &cfg.delays {
+        RetryDelays::Schedule { delays_ms } => {
+            let i = (failed_attempt.max(1) as usize - 1).min(delays_ms.len().saturating_sub(1));
+            Duration::from_millis(delays_ms.get(i).copied().unwrap_or(0))
+        }
+        RetryDelays::Exponential {
+            initial_ms,
+            max_ms,
+            multiplier,
+        } => {
+            let exp = failed_attempt.saturating_sub(1).min(1024);
+            let multiplier = if multiplier.is_finite() && *multiplier >= 1.0 {
+                *multiplier
+            } else {
+                1.0
+            };
+            let raw = *initial_ms as f64 * multiplier.powi(exp as i32);
+            let capped = if raw.is_finite() {
+                raw.min(*max_ms as f64)
+            } else {
+                *max_ms as f64
+            };
+            Duration::from_millis(capped.max(0.0) as u64)
+        }
+    }
 }
 
-/// Delay before the next attempt. Full jitter (uniform in `[0, ceiling]`) spreads a burst of
-/// failures so the receiver is not hit by all of them again at the same instant; a
-/// `Retry-After` is a floor, since the receiver told us when it can take traffic again.
+/// Delay before the next attempt: the scheduled delay, jittered within
+/// [`JITTER_MIN_PERCENT`]..=[`JITTER_MAX_PERCENT`]; a `Retry-After` is a floor (the receiver
+/// said when it can take traffic again), capped at the endpoint's `max_retry_after`.
 pub fn delay(
     cfg: &RetryConfig,
     failed_attempt: u32,
     retry_after: Option<Duration>,
     rng: &mut impl Rng,
 ) -> Duration {
-    let ceiling_ms = ceiling(cfg, failed_attempt).as_millis() as u64;
-    let jittered = Duration::from_millis(rng.random_range(0..=ceiling_ms));
+    let base = scheduled(cfg, failed_attempt).as_millis() as u64;
+    let low = base.saturating_mul(JITTER_MIN_PERCENT) / 100;
+    let high = base.saturating_mul(JITTER_MAX_PERCENT) / 100;
+    let jittered = Duration::from_millis(rng.random_range(low..=high));
     match retry_after {
-        Some(ra) => jittered.max(ra.min(MAX_RETRY_AFTER)),
+        Some(ra) => jittered.max(ra.min(retry_after_cap(cfg))),
         None => jittered,
     }
+}
+
+/// The longest `Retry-After` this endpoint honours.
+pub fn retry_after_cap(cfg: &RetryConfig) -> Duration {
+    Duration::from_millis(cfg.max_retry_after_ms)
 }
 
 /// Parse a `Retry-After` value: delay-seconds or an HTTP-date. A date in the past means "now".
@@ -71,52 +95,86 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn cfg() -> RetryConfig {
+    fn exponential() -> RetryConfig {
         RetryConfig {
             max_attempts: 8,
-            initial_backoff_ms: 100,
-            max_backoff_ms: 1_000,
-            multiplier: 2.0,
+            delays: RetryDelays::Exponential {
+                initial_ms: 100,
+                max_ms: 1_000,
+                multiplier: 2.0,
+            },
+            max_age_ms: None,
+            max_retry_after_ms: 3_600_000,
+        }
+    }
+
+    fn schedule(ms: &[u64]) -> RetryConfig {
+        RetryConfig {
+            delays: RetryDelays::Schedule {
+                delays_ms: ms.to_vec(),
+            },
+            ..exponential()
         }
     }
 
     #[test]
-    fn ceiling_grows_then_caps() {
-        let c = cfg();
-        let got: Vec<u64> = (1..=6).map(|n| ceiling(&c, n).as_millis() as u64).collect();
-        assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(ceiling(&c, u32::MAX), Duration::from_millis(1000));
-        assert_eq!(ceiling(&c, 0), Duration::from_millis(100));
-    }
-
-    #[test]
-    fn ceiling_survives_odd_multipliers() {
-        let mut c = cfg();
-        c.multiplier = f64::NAN;
-        assert_eq!(ceiling(&c, 5), Duration::from_millis(100));
-        c.multiplier = 10.0;
-        assert_eq!(ceiling(&c, 400), Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn jitter_stays_within_the_ceiling_and_spreads() {
-        let c = cfg();
-        let mut rng = StdRng::seed_from_u64(7);
-        let delays: Vec<u64> = (0..1000)
-            .map(|_| delay(&c, 3, None, &mut rng).as_millis() as u64)
+    fn exponential_grows_then_caps() {
+        let c = exponential();
+        let got: Vec<u64> = (1..=6)
+            .map(|n| scheduled(&c, n).as_millis() as u64)
             .collect();
-        assert!(delays.iter().all(|d| *d <= 400));
-        let low = delays.iter().filter(|d| **d < 200).count();
-        // Uniform on [0, 400]: about half below 200.
-        assert!(
-            (350..650).contains(&low),
-            "{low} of 1000 below the midpoint"
-        );
+        assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(scheduled(&c, u32::MAX), Duration::from_millis(1000));
+        assert_eq!(scheduled(&c, 0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn exponential_survives_odd_multipliers() {
+        let odd = |m: f64| RetryConfig {
+            delays: RetryDelays::Exponential {
+                initial_ms: 100,
+                max_ms: 1_000,
+                multiplier: m,
+            },
+            ..exponential()
+        };
+        assert_eq!(scheduled(&odd(f64::NAN), 5), Duration::from_millis(100));
+        assert_eq!(scheduled(&odd(10.0), 400), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn a_schedule_is_followed_and_its_last_delay_repeats() {
+        let c = schedule(&[5_000, 300_000, 1_800_000]);
+        let got: Vec<u64> = (1..=5)
+            .map(|n| scheduled(&c, n).as_millis() as u64)
+            .collect();
+        assert_eq!(got, vec![5_000, 300_000, 1_800_000, 1_800_000, 1_800_000]);
+        assert_eq!(scheduled(&c, 0), Duration::from_millis(5_000));
+    }
+
+    #[test]
+    fn jitter_never_comes_before_80_percent_and_spreads_up_to_120() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for c in [exponential(), schedule(&[400, 400, 400])] {
+            let delays: Vec<u64> = (0..10_000)
+                .map(|_| delay(&c, 3, None, &mut rng).as_millis() as u64)
+                .collect();
+            let (min, max) = (
+                delays.iter().copied().min().unwrap_or(0),
+                delays.iter().copied().max().unwrap_or(0),
+            );
+            assert!(min >= 320, "{min} ms is earlier than 80% of 400 ms");
+            assert!(max <= 480, "{max} ms is later than 120% of 400 ms");
+            // Uniform on [320, 480]: about half below 400, and both ends reached.
+            let low = delays.iter().filter(|d| **d < 400).count();
+            assert!((4_500..5_500).contains(&low), "{low} of 10000 below 400");
+            assert!(min < 330 && max > 470, "jitter spans only {min}..{max}");
+        }
     }
 
     #[test]
     fn same_seed_same_delays() {
-        let c = cfg();
+        let c = exponential();
         let a: Vec<Duration> = {
             let mut rng = StdRng::seed_from_u64(42);
             (1..=8).map(|n| delay(&c, n, None, &mut rng)).collect()
@@ -129,15 +187,16 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_a_floor_and_capped() {
-        let c = cfg();
+    fn retry_after_is_a_floor_and_capped_by_the_endpoint() {
+        let mut c = exponential();
+        c.max_retry_after_ms = 60_000;
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..100 {
             let d = delay(&c, 1, Some(Duration::from_secs(3)), &mut rng);
             assert_eq!(d, Duration::from_secs(3));
         }
         let d = delay(&c, 1, Some(Duration::from_secs(999_999)), &mut rng);
-        assert_eq!(d, MAX_RETRY_AFTER);
+        assert_eq!(d, Duration::from_secs(60));
     }
 
     #[test]

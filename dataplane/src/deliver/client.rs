@@ -2,6 +2,7 @@
 //! https, plain TCP for http. One client for every endpoint, so connections are reused across
 //! deliveries to the same host.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
+
+use super::egress::{refusal_in, EgressPolicy, EgressRefused, GuardedResolver};
 
 /// How much of a response body an attempt keeps.
 pub const BODY_LIMIT: usize = 4096;
@@ -30,6 +33,10 @@ pub enum SendError {
     Connect(String),
     #[error("request failed: {0}")]
     Request(String),
+    /// The egress guard refused every address of the URL's host: not the receiver's fault,
+    /// and retrying will not change it.
+    #[error(transparent)]
+    Egress(EgressRefused),
 }
 
 /// What a receiver answered.
@@ -43,12 +50,14 @@ pub struct Answer {
 
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
+    egress: Arc<EgressPolicy>,
 }
 
 impl HttpClient {
-    pub fn new() -> Result<Self, ClientError> {
-        let mut http = HttpConnector::new();
+    pub fn new(egress: Arc<EgressPolicy>) -> Result<Self, ClientError> {
+        // Resolution goes through the egress guard, so the address checked is the one used.
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(egress.clone()));
         // https URLs go through the TLS wrapper; the inner connector must accept them.
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -63,7 +72,7 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(https);
-        Ok(HttpClient { inner })
+        Ok(HttpClient { inner, egress })
     }
 
     /// Send one request. `timeout` covers connecting, the response head and reading the kept part
@@ -73,10 +82,18 @@ impl HttpClient {
         req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Answer, SendError> {
+        self.egress
+            .check_uri(req.uri())
+            .map_err(SendError::Egress)?;
         let deadline = Instant::now() + timeout;
         let resp = match tokio::time::timeout_at(deadline, self.inner.request(req)).await {
             Err(_) => return Err(SendError::Timeout(timeout.as_millis() as u64)),
-            Ok(Err(e)) if e.is_connect() => return Err(SendError::Connect(chain(&e))),
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(match refusal_in(&e) {
+                    Some(r) => SendError::Egress(r),
+                    None => SendError::Connect(chain(&e)),
+                })
+            }
             Ok(Err(e)) => return Err(SendError::Request(chain(&e))),
             Ok(Ok(resp)) => resp,
         };

@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod breaker;
 mod circuits;
 pub mod client;
+pub mod egress;
 pub mod limits;
 pub mod sign;
 
@@ -61,6 +62,8 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// How long shutdown waits for attempts in flight.
     pub shutdown_grace: Duration,
+    /// Which addresses deliveries may connect to.
+    pub egress: Arc<egress::EgressPolicy>,
 }
 
 impl Default for Settings {
@@ -70,6 +73,7 @@ impl Default for Settings {
             breaker_cooldown: Duration::from_secs(30),
             max_in_flight: 512,
             shutdown_grace: Duration::from_secs(10),
+            egress: Arc::new(egress::EgressPolicy::new(&[], &[])),
         }
     }
 }
@@ -104,7 +108,7 @@ impl Engine {
             store,
             live,
             metrics,
-            client: HttpClient::new()?,
+            client: HttpClient::new(settings.egress.clone())?,
             settings,
             circuits: Arc::new(CircuitBoard::default()),
             running: None,
@@ -315,6 +319,20 @@ impl Scheduler {
                 return Step::Skip(None);
             }
         };
+        match self.store.endpoint_pause(&d.namespace, &d.endpoint) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                // Paused by a 410: held until resumed (which makes them due at once).
+                if let Err(e) = self.store.requeue(id, now.saturating_add(PARK_MS)) {
+                    tracing::error!(delivery_id = %id, error = %e, "cannot requeue a delivery");
+                }
+                return Step::Skip(None);
+            }
+            Err(e) => {
+                tracing::error!(delivery_id = %id, error = %e, "cannot read the endpoint's pause");
+                return Step::Skip(Some(now.saturating_add(IDLE_TICK_MS)));
+            }
+        }
         if self.running.len() >= self.settings.max_in_flight {
             return Step::Full;
         }
@@ -428,15 +446,35 @@ impl Scheduler {
                         cooldown_ms = self.settings.breaker_cooldown.as_millis() as u64,
                         "circuit open: deliveries to this endpoint are paused");
                 }
+                // Already capped at the endpoint's retry.maxRetryAfter.
                 if let Some(ra) = retry_after {
-                    let until =
-                        now.saturating_add(ra.min(backoff::MAX_RETRY_AFTER).as_millis() as u64);
+                    let until = now.saturating_add(ra.as_millis() as u64);
                     st.paused_until = st.paused_until.max(until);
                 }
             }
             Health::Unknown => {
                 if r.probe {
                     st.breaker.on_probe_abandoned();
+                }
+            }
+            Health::Gone => {
+                if r.probe {
+                    st.breaker.on_probe_abandoned();
+                }
+                match self
+                    .store
+                    .pause_endpoint(&r.key.0, &r.key.1, "HTTP 410 Gone", r.id)
+                {
+                    Ok(true) => {
+                        self.metrics.endpoint_paused(&r.key.0, &r.key.1, true);
+                        tracing::warn!(namespace = %r.key.0, endpoint = %r.key.1, delivery_id = %r.id,
+                            "the receiver answered 410 Gone: endpoint paused until resumed (POST /api/v1/endpoints/{{ns}}/{{name}}/resume)");
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(namespace = %r.key.0, endpoint = %r.key.1, error = %e,
+                        "cannot record the endpoint's pause")
+                    }
                 }
             }
         }

@@ -3,6 +3,7 @@
 //!
 //! - listings (`GET /events`, `/deliveries`): every pod, merged ([`merge::pages`]);
 //! - config listings (`/sources`, `/endpoints`, `/subscriptions`): every pod's counters added up;
+//!   resuming an endpoint goes to every pod too, since each holds its own pause;
 //! - anything about one event or delivery: the pod whose node the id carries; when that pod says
 //!   404 (the event was handed to a peer) or is not known, the others are asked;
 //! - bulk replay: by ids, each pod for its own ids; by filter, every pod, with one cursor that
@@ -62,6 +63,8 @@ fn classify(method: &Method, path: &str) -> Route {
         (&Method::GET, ["deliveries"]) => Route::List(cursor::DELIVERIES),
         (&Method::GET, ["sources"]) => Route::Config(ConfigKind::Sources),
         (&Method::GET, ["endpoints"]) => Route::Config(ConfigKind::Endpoints),
+        // Each pod holds its own pause: every pod resumes, and the answers merge like a listing.
+        (&Method::POST, ["endpoints", _, _, "resume"]) => Route::Config(ConfigKind::Endpoints),
         (&Method::GET, ["subscriptions"]) => Route::Config(ConfigKind::Subscriptions),
         (&Method::POST, ["events", "bulk", "replay"]) => Route::BulkReplay,
         (_, ["events", id, ..]) => id

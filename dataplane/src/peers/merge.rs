@@ -114,10 +114,12 @@ fn add_counters(item: &mut Value, theirs: &Value, field: &str) {
     }
 }
 
-/// `open` beats `half_open` beats `closed` beats `unknown`: one pod's open circuit is news.
+/// `paused` beats `open` beats `half_open` beats `closed` beats `unknown`: one pod's paused or
+/// open circuit is news.
 fn worst(item: &mut Value, theirs: &Value, field: &str) {
     fn rank(s: Option<&str>) -> u8 {
         match s {
+            Some("paused") => 4,
             Some("open") => 3,
             Some("half_open") => 2,
             Some("closed") => 1,

@@ -3,9 +3,9 @@
 //! verification or signing secrets, not source API keys, not custom header values, not URL
 //! passwords.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
-use hookmesh_api::config::{EndpointConfig, VerifyMode};
+use hookmesh_api::config::{EndpointConfig, RetryConfig, RetryDelays, VerifyMode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::metrics::Metrics;
 use crate::openapi::RestErrors;
 use crate::state::AppState;
+use crate::store::now_ms;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -71,39 +72,120 @@ fn circuit(circuits: &CircuitBoard, namespace: &str, endpoint: &str) -> String {
         .to_string()
 }
 
-fn endpoint_view(
-    e: &EndpointConfig,
-    subscriptions: usize,
-    node: u16,
-    circuits: &CircuitBoard,
-    metrics: &Metrics,
-) -> EndpointView {
-    let state = circuit(circuits, &e.namespace, &e.name);
-    let counters = endpoint_counters(metrics, &e.namespace, &e.name);
+fn retry_view(r: &RetryConfig) -> RetryView {
+    let (form, schedule_ms, initial, max, multiplier) = match &r.delays {
+        RetryDelays::Schedule { delays_ms } => ("schedule", delays_ms.clone(), None, None, None),
+        RetryDelays::Exponential {
+            initial_ms,
+            max_ms,
+            multiplier,
+        } => (
+            "exponential",
+            Vec::new(),
+            Some(*initial_ms),
+            Some(*max_ms),
+            Some(*multiplier),
+        ),
+    };
+    RetryView {
+        max_attempts: r.max_attempts,
+        form: form.to_string(),
+        schedule_ms,
+        initial_backoff_ms: initial,
+        max_backoff_ms: max,
+        multiplier,
+        max_age_ms: r.max_age_ms,
+        max_retry_after_ms: r.max_retry_after_ms,
+    }
+}
+
+fn endpoint_view(e: &EndpointConfig, subscriptions: usize, state: &AppState) -> EndpointView {
+    let pause = match state.store.endpoint_pause(&e.namespace, &e.name) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read an endpoint's pause");
+            None
+        }
+    };
+    let circuit = match &pause {
+        Some(_) => "paused".to_string(),
+        None => circuit(&state.circuits, &e.namespace, &e.name),
+    };
+    let counters = endpoint_counters(&state.metrics, &e.namespace, &e.name);
+    let state_name = circuit;
     EndpointView {
         pods: vec![PodEndpointState {
-            node,
-            circuit: state.clone(),
+            node: state.peers.node(),
+            circuit: state_name.clone(),
             counters: counters.clone(),
+            paused: pause.map(|p| PauseView {
+                since: p.since,
+                reason: p.reason,
+                delivery_id: p.delivery_id.to_string(),
+            }),
         }],
         namespace: e.namespace.clone(),
         name: e.name.clone(),
         url: redact_url(&e.url),
         header_names: e.headers.iter().map(|(n, _)| n.clone()).collect(),
         timeout_ms: e.timeout_ms,
-        retry: RetryView {
-            max_attempts: e.retry.max_attempts,
-            initial_backoff_ms: e.retry.initial_backoff_ms,
-            max_backoff_ms: e.retry.max_backoff_ms,
-            multiplier: e.retry.multiplier,
-        },
+        retry: retry_view(&e.retry),
         rate_limit_per_second: e.per_second,
         max_in_flight: e.max_in_flight,
         disabled: e.disabled,
         subscription_count: subscriptions,
-        circuit: state,
+        circuit: state_name,
         counters,
     }
+}
+
+/// Resume an endpoint that was paused because its receiver answered 410 Gone: its queued
+/// deliveries are due at once. With several pods, every pod resumes it. Resuming an endpoint
+/// that is not paused changes nothing.
+#[utoipa::path(post, path = "/api/v1/endpoints/{namespace}/{name}/resume", tag = "config",
+    params(
+        ("namespace" = String, Path, description = "The endpoint's namespace", pattern = "^[a-z0-9.-]{1,253}$"),
+        ("name" = String, Path, description = "The endpoint's name", pattern = "^[a-z0-9.-]{1,253}$"),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoint as it is now", body = EndpointList),
+        (status = 403, description = "A read-only key, or a namespace the key may not see", body = ErrorBody),
+        (status = 404, description = "No such endpoint in the live config (`ENDPOINT_NOT_FOUND`)", body = ErrorBody),
+        RestErrors,
+    ))]
+pub async fn resume_endpoint(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<EndpointList>, ApiError> {
+    let namespace = params::name("namespace", &namespace)?;
+    let name = params::name("name", &name)?;
+    caller.require_namespace(&namespace)?;
+    caller.require_write()?;
+    let live = state.live.load();
+    let e = live.config.endpoint(&namespace, &name).ok_or_else(|| {
+        ApiError::not_found(
+            "ENDPOINT_NOT_FOUND",
+            format!("Endpoint {namespace}/{name} is not in the live config"),
+        )
+    })?;
+    if let Some(p) = state.store.resume_endpoint(&namespace, &name)? {
+        state.metrics.endpoint_paused(&namespace, &name, false);
+        tracing::info!(%namespace, endpoint = %name, paused_ms = now_ms().saturating_sub(p.since),
+            "endpoint resumed; its queued deliveries are due now");
+    }
+    let n = live
+        .config
+        .subscriptions
+        .iter()
+        .filter(|s| s.namespace == namespace && s.endpoint == name)
+        .count();
+    Ok(Json(EndpointList {
+        config_hash: live.hash().to_string(),
+        data: vec![endpoint_view(e, n, &state)],
+        coverage: Coverage::default(),
+    }))
 }
 
 /// The Sources of the live config.
@@ -179,7 +261,7 @@ pub async fn endpoints(
                 .iter()
                 .filter(|s| s.namespace == e.namespace && s.endpoint == e.name)
                 .count();
-            endpoint_view(e, n, state.peers.node(), &state.circuits, &state.metrics)
+            endpoint_view(e, n, &state)
         })
         .collect();
     Ok(Json(EndpointList {

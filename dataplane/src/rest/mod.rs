@@ -100,5 +100,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::retry_delivery))
         .routes(routes!(live::sources))
         .routes(routes!(live::endpoints))
+        .routes(routes!(live::resume_endpoint))
         .routes(routes!(live::subscriptions))
 }

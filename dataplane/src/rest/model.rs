@@ -385,9 +385,18 @@ pub struct EndpointCounters {
 #[derive(Serialize, ToSchema)]
 pub struct RetryView {
     pub max_attempts: u32,
-    pub initial_backoff_ms: u64,
-    pub max_backoff_ms: u64,
-    pub multiplier: f64,
+    /// `schedule` (the delays below, the last one repeating) or `exponential`.
+    pub form: String,
+    /// The schedule's delays before each retry; empty for the exponential form.
+    pub schedule_ms: Vec<u64>,
+    /// The exponential form's parameters; absent for a schedule.
+    pub initial_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+    pub multiplier: Option<f64>,
+    /// Deliveries older than this are dead-lettered; absent: no limit but the attempts.
+    pub max_age_ms: Option<u64>,
+    /// The longest `Retry-After` honoured.
+    pub max_retry_after_ms: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -404,8 +413,9 @@ pub struct EndpointView {
     pub max_in_flight: Option<u32>,
     pub disabled: bool,
     pub subscription_count: usize,
-    /// `closed`, `open`, `half_open`, or `unknown` when the delivery engine does not say; with
-    /// several pods, the worst of theirs (`pods` has each one's).
+    /// `closed`, `open`, `half_open`, `paused` (the receiver answered 410 Gone; resume it with
+    /// `POST .../resume`), or `unknown` when the delivery engine does not say; with several
+    /// pods, the worst of theirs (`pods` has each one's).
     pub circuit: String,
     /// Added up over every pod.
     pub counters: EndpointCounters,
@@ -419,6 +429,17 @@ pub struct PodEndpointState {
     pub node: u16,
     pub circuit: String,
     pub counters: EndpointCounters,
+    /// When this pod paused the endpoint (a 410 Gone), and which delivery got that answer.
+    pub paused: Option<PauseView>,
+}
+
+/// Why an endpoint is paused on a pod.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct PauseView {
+    /// Unix milliseconds.
+    pub since: u64,
+    pub reason: String,
+    pub delivery_id: String,
 }
 
 /// With several pods: whether some did not answer, and which.

@@ -37,6 +37,8 @@ pub(crate) struct Trees {
     pub rounds: Tree,
     /// Bookkeeping: the last ingest group's intent (see `commit.rs`).
     pub meta: Tree,
+    /// namespace \0 endpoint \0 -> [`EndpointPause`](super::EndpointPause)
+    pub pauses: Tree,
 }
 
 /// Shared between the handle and the commit thread.

@@ -7,7 +7,8 @@
 //! - `queue`: the delivery queue (claim, finish, requeue, replay, recovery at open);
 //! - `reads`: single records and the REST listings;
 //! - `expiry`: deletion on request and the retention sweeps;
-//! - `handoff`: export and import of whole events, for a pod handing its queue to a peer.
+//! - `handoff`: export and import of whole events, for a pod handing its queue to a peer;
+//! - `pauses`: endpoints their receiver paused (410 Gone), until resumed.
 //!
 //! The hot paths write single keys, in an order chosen so that whatever prefix of them survives
 //! a crash is consistent or repaired at the next open; the per-event locks stand in for
@@ -24,6 +25,7 @@ mod handoff;
 mod keys;
 mod locks;
 pub mod model;
+mod pauses;
 mod queue;
 mod reads;
 #[cfg(test)]
@@ -37,6 +39,7 @@ pub use errors::StoreError;
 pub use handle::Store;
 pub use handoff::ExportedEvent;
 pub use model::*;
+pub use pauses::EndpointPause;
 pub use queue::{Claimed, Finish};
 pub use reads::{DeliveryFilter, EventFilter, Page, PAYLOAD_COST, SCAN_BUDGET};
 
@@ -66,6 +69,7 @@ impl Store {
             idx_endpoint: db.open_tree("idx_endpoint")?,
             rounds: db.open_tree("delivery_rounds")?,
             meta: db.open_tree("meta")?,
+            pauses: db.open_tree("endpoint_pauses")?,
         };
         commit::recover_last_group(&trees)?;
         let signals = Signals::default();

@@ -193,6 +193,13 @@ fn generic(
                     "signed content uses {timestamp} but no timestamp header is configured".into(),
                 )
             })?,
+            // Only an Endpoint's outgoing template may name the event id; an incoming webhook
+            // has none before it is stored.
+            TemplatePart::Id => {
+                return Err(Failure::Invalid(
+                    "signed content uses {id}, which incoming webhooks do not have".into(),
+                ))
+            }
         });
     }
     let candidates = [sig];

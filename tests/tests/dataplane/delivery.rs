@@ -732,3 +732,384 @@ async fn a_removed_endpoint_keeps_its_deliveries_queued() -> anyhow::Result<()> 
     assert_eq!(out.deliveries[0].1.len(), 2);
     Ok(())
 }
+
+// --- retry schedules, Retry-After cap, 410 Gone, egress guard -------------------------------
+
+#[tokio::test]
+async fn an_explicit_schedule_is_followed_never_earlier_than_80_percent() -> anyhow::Result<()> {
+    let rx = Receiver::start().await?;
+    rx.script([Reply::Status(503), Reply::Status(503)]);
+    let extra = "  retry: {schedule: [300ms, 700ms]}";
+    let (_dir, mut gw) = single(&rx, extra, &[]).await?;
+    let id = ingest(&gw, "order.created", "{}").await?;
+    let got = rx.wait_for(3, WAIT).await?;
+    let gap1 = got[1].at.duration_since(got[0].at);
+    let gap2 = got[2].at.duration_since(got[1].at);
+    assert!(
+        gap1 >= Duration::from_millis(240),
+        "first retry after {gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(560),
+        "second retry after {gap2:?}"
+    );
+    wait_metric(&gw, &attempts_series("hook", "success"), 1.0).await?;
+    gw.stop(STOP).await?;
+    let out = read_back(&open_store(&gw)?, &id)?;
+    assert_eq!(out.deliveries[0].0.status, DeliveryStatus::Success);
+    assert_eq!(out.deliveries[0].1.len(), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_age_dead_letters_with_attempts_left() -> anyhow::Result<()> {
+    let rx = Receiver::start().await?;
+    rx.set_default(Reply::Status(503));
+    let extra = "  retry: {schedule: [400ms], maxAttempts: 50, maxAge: 1s}";
+    let (_dir, mut gw) = single(&rx, extra, &[("HOOKMESH_BREAKER_THRESHOLD", "100")]).await?;
+    let id = ingest(&gw, "order.created", "{}").await?;
+    wait_metric(&gw, &attempts_series("hook", "dead_letter"), 1.0).await?;
+    gw.stop(STOP).await?;
+    let out = read_back(&open_store(&gw)?, &id)?;
+    let (d, attempts) = &out.deliveries[0];
+    assert_eq!(d.status, DeliveryStatus::DeadLetter);
+    // At 0, about 0.4 s and about 0.8 s; the next one would fall after the 1 s age.
+    assert!(
+        (2..=4).contains(&attempts.len()),
+        "{} attempts within a 1 s maxAge of 400 ms retries",
+        attempts.len()
+    );
+    assert!(gw.logs().contains("past retry.maxAge; dead-lettered"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn retry_after_is_capped_by_max_retry_after() -> anyhow::Result<()> {
+    let rx = Receiver::start().await?;
+    rx.script([Reply::Full(
+        503,
+        vec![("retry-after".into(), "3600".into())],
+        String::new(),
+    )]);
+    let extra = "  retry: {schedule: [50ms], maxAttempts: 3, maxRetryAfter: 1s}";
+    let (_dir, mut gw) = single(&rx, extra, &[]).await?;
+    ingest(&gw, "order.created", "{}").await?;
+    let got = rx.wait_for(2, WAIT).await?;
+    let gap = got[1].at.duration_since(got[0].at);
+    assert!(
+        gap >= Duration::from_millis(990) && gap < Duration::from_secs(20),
+        "Retry-After: 3600 capped at 1 s gave {gap:?}"
+    );
+    wait_metric(&gw, &attempts_series("hook", "success"), 1.0).await?;
+    gw.stop(STOP).await?;
+    Ok(())
+}
+
+const WRITE_KEY: &str = "delivery-tests-write-key-0123456789";
+
+fn api_key(dir: &Path) -> anyhow::Result<()> {
+    write(
+        dir,
+        "api-key.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata: {{name: ops-key, namespace: default, labels: {{hookmesh.io/api-key: "true"}}}}
+stringData: {{key: {WRITE_KEY}, role: write}}
+"#
+        ),
+    )
+}
+
+#[tokio::test]
+async fn gone_410_fails_the_delivery_and_pauses_the_endpoint_until_resumed() -> anyhow::Result<()> {
+    let rx = Receiver::start().await?;
+    rx.script([Reply::Status(410)]);
+    let (dir, mut gw) = single(&rx, FAST_RETRY, &[]).await?;
+    api_key(dir.path())?;
+    let auth = format!("Bearer {WRITE_KEY}");
+    let first = ingest(&gw, "order.created", "{}").await?;
+    let paused = "hookmesh_endpoint_paused{namespace=\"default\",endpoint=\"hook\"}";
+    wait_metric(&gw, paused, 1.0).await?;
+    // Seen in the REST API: the endpoint is paused, with the answer and the delivery.
+    let view = wait_for_endpoint(&gw, &auth, |e| e["circuit"] == "paused").await?;
+    assert_eq!(view["pods"][0]["paused"]["reason"], "HTTP 410 Gone");
+    assert!(view["pods"][0]["paused"]["delivery_id"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("dlv_")));
+    // Nothing more goes there while paused.
+    let second = ingest(&gw, "order.created", "{}").await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rx.count(), 1, "a paused endpoint got another delivery");
+    // A read of an unknown endpoint, and a resume without a write key, are refused.
+    let r = gw
+        .request(
+            http::Method::POST,
+            "/api/v1/endpoints/default/nope/resume",
+            &[("authorization", &auth)],
+            bytes::Bytes::new(),
+        )
+        .await?;
+    r.expect_error(404, "ENDPOINT_NOT_FOUND");
+    let r = gw
+        .request(
+            http::Method::POST,
+            "/api/v1/endpoints/default/hook/resume",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await?;
+    assert_eq!(r.status, 401);
+    let r = gw
+        .request(
+            http::Method::POST,
+            "/api/v1/endpoints/default/hook/resume",
+            &[("authorization", &auth)],
+            bytes::Bytes::new(),
+        )
+        .await?;
+    r.expect(200);
+    assert_eq!(
+        r.json()["data"][0]["circuit"]
+            .as_str()
+            .map(|c| c != "paused"),
+        Some(true)
+    );
+    // The held delivery goes at once; the first one stays failed (410 is not retried).
+    rx.wait_for(2, WAIT).await?;
+    wait_metric(&gw, &attempts_series("hook", "success"), 1.0).await?;
+    assert_eq!(gw.metric(paused).await?, 0.0);
+    gw.stop(STOP).await?;
+    let store = open_store(&gw)?;
+    let out = read_back(&store, &first)?;
+    assert_eq!(out.deliveries[0].0.status, DeliveryStatus::Failed);
+    assert_eq!(out.deliveries[0].1.len(), 1);
+    assert_eq!(out.deliveries[0].1[0].status_code, Some(410));
+    let out = read_back(&store, &second)?;
+    assert_eq!(out.deliveries[0].0.status, DeliveryStatus::Success);
+    Ok(())
+}
+
+/// Poll `GET /api/v1/endpoints` until the endpoint `hook` satisfies `want`.
+async fn wait_for_endpoint(
+    gw: &Gateway,
+    auth: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = gw
+            .request(
+                http::Method::GET,
+                "/api/v1/endpoints",
+                &[("authorization", auth)],
+                bytes::Bytes::new(),
+            )
+            .await?;
+        let body = r.json();
+        if let Some(e) = body["data"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == "hook"))
+        {
+            if want(e) {
+                return Ok(e.clone());
+            }
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "endpoint never reached the state: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_egress_guard_refuses_loopback_metadata_and_names_that_resolve_there(
+) -> anyhow::Result<()> {
+    let rx = Receiver::start().await?;
+    let port = rx.addr.port();
+    let dir = tempfile::tempdir()?;
+    source(dir.path())?;
+    // Loopback by IP, loopback by a name that resolves to it, the cloud metadata address, and
+    // a range denied by flag; one endpoint on loopback explicitly allowed stays reachable.
+    let targets = [
+        ("loop", format!("http://127.0.0.1:{port}/x")),
+        ("named", format!("http://localhost:{port}/x")),
+        (
+            "meta",
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+        ),
+        ("v6", format!("http://[::1]:{port}/x")),
+    ];
+    for (name, url) in &targets {
+        endpoint(dir.path(), name, url, FAST_RETRY)?;
+        subscription(dir.path(), name, &["*"])?;
+    }
+    let mut gw = Gateway::start_with(GatewayOptions {
+        manifests: dir.path().to_path_buf(),
+        guard_loopback: true,
+        ..GatewayOptions::default()
+    })
+    .await?;
+    let id = ingest(&gw, "order.created", "{}").await?;
+    for (name, _) in &targets {
+        wait_metric(&gw, &attempts_series(name, "failed"), 1.0).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.stop(STOP).await?;
+    assert_eq!(
+        rx.count(),
+        0,
+        "the guard let a delivery through to loopback"
+    );
+    let out = read_back(&open_store(&gw)?, &id)?;
+    assert_eq!(out.deliveries.len(), targets.len());
+    for (d, attempts) in &out.deliveries {
+        assert_eq!(d.status, DeliveryStatus::Failed, "{}", d.endpoint);
+        assert_eq!(attempts.len(), 1, "{}: refused without retries", d.endpoint);
+        let error = attempts[0].error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with("EGRESS_REFUSED"),
+            "{}: {error}",
+            d.endpoint
+        );
+    }
+
+    // The same gateway with loopback allowed delivers.
+    let mut gw = Gateway::start_with(GatewayOptions {
+        manifests: dir.path().to_path_buf(),
+        guard_loopback: true,
+        args: vec!["--egress-allow=127.0.0.0/8".into()],
+        ..GatewayOptions::default()
+    })
+    .await?;
+    ingest(&gw, "order.created", "{}").await?;
+    rx.wait_for(1, WAIT).await?;
+    gw.stop(STOP).await?;
+    Ok(())
+}
+
+// --- signing profiles, key rotation, CloudEvents --------------------------------------------
+
+#[tokio::test]
+async fn every_signing_profile_verifies_with_an_independent_implementation() -> anyhow::Result<()> {
+    use hookmesh_tests::python::standard_webhooks_verify;
+    let rx = Receiver::start().await?;
+    let dir = tempfile::tempdir()?;
+    source(dir.path())?;
+    let old = "whsec_b2xkLWtleS1iZWluZy1yb3RhdGVkLW91dC0wMDAwMDAwMA==";
+    write(
+        dir.path(),
+        "old-keys.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: old-keys, namespace: default}}\nstringData: {{secret: \"{old}\"}}\n"
+        ),
+    )?;
+    let endpoints = [
+        ("rotating", "  previousSecretRef: {name: old-keys, key: secret, expiresAt: \"2099-01-01T00:00:00Z\"}".to_string()),
+        ("expired", "  previousSecretRef: {name: old-keys, key: secret, expiresAt: \"2001-01-01T00:00:00Z\"}".to_string()),
+        ("svix", "  signing: {profile: standard-webhooks, headerNames: svix}".to_string()),
+        ("github", "  signing: {profile: hmac, hmac: {header: X-Hub-Signature-256, prefix: \"sha256=\"}}".to_string()),
+        ("cebinary", "  format: cloudevents-binary".to_string()),
+        ("cestructured", "  format: cloudevents-structured".to_string()),
+    ];
+    for (name, extra) in &endpoints {
+        endpoint(dir.path(), name, &rx.url(&format!("/{name}")), extra)?;
+        subscription(dir.path(), name, &["*"])?;
+    }
+    let mut gw = Gateway::start_with(GatewayOptions {
+        manifests: dir.path().to_path_buf(),
+        ..GatewayOptions::default()
+    })
+    .await?;
+    let body = r#"{"order":42}"#;
+    let id = ingest(&gw, "order.created", body).await?;
+    let got = rx.wait_for(endpoints.len(), WAIT).await?;
+    let at = |path: &str| {
+        got.iter()
+            .find(|r| r.path == path)
+            .with_context(|| format!("nothing delivered to {path}"))
+    };
+    let headers = |r: &Received, names: &[&str]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .filter_map(|n| r.header(n).map(|v| (n.to_string(), v.to_string())))
+            .collect()
+    };
+    let std_headers = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+    let verify = |secret: &str, r: &Received, h: &[(String, String)]| {
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        standard_webhooks_verify(secret, &h, &r.body)
+    };
+
+    // Rotation window: both the new and the old secret verify; an unrelated one does not.
+    let r = at("/rotating")?;
+    let h = headers(r, &std_headers);
+    assert_eq!(verify(&secret_for("rotating"), r, &h)?, Ok(()));
+    assert_eq!(
+        verify(old, r, &h)?,
+        Ok(()),
+        "the previous secret no longer verifies"
+    );
+    assert!(verify(&secret_for("other"), r, &h)?.is_err());
+    assert_eq!(
+        r.header("webhook-signature").map(|s| s.split(' ').count()),
+        Some(2)
+    );
+    // Past its expiry the previous secret is no longer signed with.
+    let r = at("/expired")?;
+    let h = headers(r, &std_headers);
+    assert_eq!(verify(&secret_for("expired"), r, &h)?, Ok(()));
+    assert!(verify(old, r, &h)?.is_err(), "an expired key still signs");
+    // Svix header names: the same scheme under svix-*, as Svix's libraries read it.
+    let r = at("/svix")?;
+    assert!(r.header("webhook-signature").is_none());
+    let h: Vec<(String, String)> = headers(r, &["svix-id", "svix-timestamp", "svix-signature"])
+        .into_iter()
+        .map(|(k, v)| (k.replacen("svix-", "webhook-", 1), v))
+        .collect();
+    assert_eq!(h.len(), 3);
+    assert_eq!(verify(&secret_for("svix"), r, &h)?, Ok(()));
+    // GitHub-style HMAC, checked by the suites' own GitHub signer.
+    let r = at("/github")?;
+    assert_eq!(
+        r.header("x-hub-signature-256"),
+        Some(hookmesh_tests::sign::github(&secret_for("github"), body.as_bytes()).as_str())
+    );
+    assert_eq!(r.header("hookmesh-event-id"), Some(id.as_str()));
+    // CloudEvents binary: the payload as it came, the context in ce-* headers, still signed.
+    let r = at("/cebinary")?;
+    assert_eq!(&r.body[..], body.as_bytes());
+    assert_eq!(r.header("ce-specversion"), Some("1.0"));
+    assert_eq!(r.header("ce-id"), Some(id.as_str()));
+    assert_eq!(r.header("ce-type"), Some("order.created"));
+    assert_eq!(
+        r.header("ce-source"),
+        Some("/hookmesh/default/sources/shop")
+    );
+    assert!(r
+        .header("ce-time")
+        .is_some_and(|t| t.ends_with('Z') && t.contains('T')));
+    assert_eq!(
+        verify(&secret_for("cebinary"), r, &headers(r, &std_headers))?,
+        Ok(())
+    );
+    // CloudEvents structured: one JSON envelope with the payload as data; signed as sent.
+    let r = at("/cestructured")?;
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/cloudevents+json; charset=utf-8")
+    );
+    let ev: serde_json::Value = serde_json::from_slice(&r.body)?;
+    assert_eq!(ev["specversion"], "1.0");
+    assert_eq!(ev["id"], id.as_str());
+    assert_eq!(ev["type"], "order.created");
+    assert_eq!(ev["data"], serde_json::json!({"order": 42}));
+    assert_eq!(ev["datacontenttype"], "application/json");
+    assert_eq!(
+        verify(&secret_for("cestructured"), r, &headers(r, &std_headers))?,
+        Ok(())
+    );
+    gw.stop(STOP).await?;
+    Ok(())
+}

@@ -151,6 +151,8 @@ impl Install {
         let data = self.dir.path().join(format!("{pod}-data"));
         let mut args = self.dataplane_args.clone();
         args.push(format!("--data-dir={}", data.display()));
+        // The tests' receivers listen on loopback, which the egress guard refuses by default.
+        args.push("--egress-allow=127.0.0.0/8".into());
         args.push(format!("--listen=127.0.0.1:{port}"));
         let proc = Proc::spawn(
             pod,

@@ -15,9 +15,14 @@ fn endpoint_defaults() {
         e.retry,
         RetryConfig {
             max_attempts: 8,
-            initial_backoff_ms: 1_000,
-            max_backoff_ms: 3_600_000,
-            multiplier: 2.0
+            // Svix's schedule: 5s, 5m, 30m, 2h, 5h, 10h, 10h.
+            delays: RetryDelays::Schedule {
+                delays_ms: vec![
+                    5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000
+                ]
+            },
+            max_age_ms: None,
+            max_retry_after_ms: 3_600_000,
         }
     );
     assert_eq!(e.per_second, None);
@@ -46,9 +51,13 @@ fn endpoint_with_every_field_set() {
         e.retry,
         RetryConfig {
             max_attempts: 3,
-            initial_backoff_ms: 500,
-            max_backoff_ms: 120_000,
-            multiplier: 1.5
+            delays: RetryDelays::Exponential {
+                initial_ms: 500,
+                max_ms: 120_000,
+                multiplier: 1.5
+            },
+            max_age_ms: None,
+            max_retry_after_ms: 3_600_000,
         }
     );
     assert_eq!(e.per_second, Some(20));
@@ -120,6 +129,12 @@ fn bad_durations_and_backoffs() {
         "{maxAttempts: 101}",
         "{multiplier: 0.5}",
         "{multiplier: 11}",
+        "{schedule: []}",
+        "{schedule: [5s, soon]}",
+        "{schedule: [5s], initialBackoff: 1s}",
+        "{schedule: [5s], multiplier: 2}",
+        "{maxAge: forever}",
+        "{maxRetryAfter: 1.5h}",
     ] {
         refused(
             &endpoint("e1", &ep_spec(&format!("retry: {retry}"))),
@@ -227,4 +242,46 @@ fn reserved_headers_cannot_be_overridden() {
             c.problems[0].message
         );
     }
+}
+
+#[test]
+fn retry_forms_compile_to_their_schedules() {
+    let compiled = |retry: &str| {
+        let c = compile(&valid_plus(&endpoint(
+            "e1",
+            &ep_spec(&format!("retry: {retry}")),
+        )));
+        assert!(c.problems.is_empty(), "{retry}: {:?}", c.problems);
+        c.config.endpoint("shop", "e1").unwrap().retry.clone()
+    };
+    // A schedule: one attempt more than its delays, unless maxAttempts says otherwise.
+    let r = compiled("{schedule: [10s, 1m, 1h], maxAge: 3d, maxRetryAfter: 10m}");
+    assert_eq!(
+        r.delays,
+        RetryDelays::Schedule {
+            delays_ms: vec![10_000, 60_000, 3_600_000]
+        }
+    );
+    assert_eq!(r.max_attempts, 4);
+    assert_eq!(r.max_age_ms, Some(3 * 86_400_000));
+    assert_eq!(r.max_retry_after_ms, 600_000);
+    assert_eq!(
+        compiled("{schedule: [1s], maxAttempts: 20}").max_attempts,
+        20
+    );
+    // Only maxAttempts: the default schedule, cut or extended by its last delay.
+    let r = compiled("{maxAttempts: 3}");
+    assert_eq!(r.max_attempts, 3);
+    assert!(matches!(r.delays, RetryDelays::Schedule { ref delays_ms } if delays_ms.len() == 7));
+    // Any exponential field picks the exponential form, with the others defaulted.
+    let r = compiled("{initialBackoff: 2s}");
+    assert_eq!(
+        r.delays,
+        RetryDelays::Exponential {
+            initial_ms: 2_000,
+            max_ms: 3_600_000,
+            multiplier: 2.0
+        }
+    );
+    assert_eq!(r.max_attempts, 8);
 }
