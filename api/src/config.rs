@@ -261,6 +261,8 @@ pub struct SubscriptionConfig {
     /// Source names in the same namespace; empty means all.
     pub sources: Vec<String>,
     pub filter: FilterConfig,
+    /// Endpoint (same namespace) that gets the event when a delivery is dead-lettered.
+    pub dead_letter: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

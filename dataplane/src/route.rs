@@ -172,6 +172,7 @@ mod tests {
             endpoint: endpoint.into(),
             sources: sources.iter().map(|s| s.to_string()).collect(),
             filter,
+            dead_letter: None,
         }
     }
 

@@ -17,30 +17,26 @@ pub(super) fn compile_subscription(
 ) -> Outcome<SubscriptionConfig> {
     let spec = &sub.spec;
     let ep = &spec.endpoint_ref;
-    if let Some(other) = ep
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty() && *n != ns)
-    {
-        return bad(
-            Reason::CrossNamespaceRef,
-            format!(
-                "endpointRef points to namespace {other:?}; cross-namespace references are refused"
-            ),
-        );
-    }
-    if !endpoint_names.contains(&(ns, ep.name.as_str())) {
-        return bad(
-            Reason::EndpointNotFound,
-            format!("Endpoint {ns}/{} not found", ep.name),
-        );
-    }
-    if config.endpoint(ns, &ep.name).is_none() {
-        return bad(
-            Reason::EndpointNotReady,
-            format!("Endpoint {ns}/{} is not ready", ep.name),
-        );
-    }
+    target(ns, ep, "endpointRef", endpoint_names, config)?;
+    let dead_letter = match &spec.dead_letter {
+        None => None,
+        Some(dl) => {
+            target(
+                ns,
+                &dl.endpoint_ref,
+                "deadLetter.endpointRef",
+                endpoint_names,
+                config,
+            )?;
+            if dl.endpoint_ref.name == ep.name {
+                return bad(
+                    Reason::InvalidSpec,
+                    "deadLetter.endpointRef is the Subscription's own endpoint",
+                );
+            }
+            Some(dl.endpoint_ref.name.clone())
+        }
+    };
     let mut sources: Vec<String> = spec.sources.clone();
     sources.sort();
     sources.dedup();
@@ -76,7 +72,39 @@ pub(super) fn compile_subscription(
             headers,
             body,
         },
+        dead_letter,
     })
+}
+
+/// An endpoint a Subscription names: in its namespace, declared, and compiled.
+fn target(
+    ns: &str,
+    r: &EndpointRef,
+    field: &str,
+    endpoint_names: &BTreeSet<(&str, &str)>,
+    config: &GatewayConfig,
+) -> Outcome<()> {
+    if let Some(other) = r.namespace.as_deref().filter(|n| !n.is_empty() && *n != ns) {
+        return bad(
+            Reason::CrossNamespaceRef,
+            format!(
+                "{field} points to namespace {other:?}; cross-namespace references are refused"
+            ),
+        );
+    }
+    if !endpoint_names.contains(&(ns, r.name.as_str())) {
+        return bad(
+            Reason::EndpointNotFound,
+            format!("Endpoint {ns}/{} not found", r.name),
+        );
+    }
+    if config.endpoint(ns, &r.name).is_none() {
+        return bad(
+            Reason::EndpointNotReady,
+            format!("Endpoint {ns}/{} is not ready", r.name),
+        );
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]

@@ -47,6 +47,17 @@ pub struct SubscriptionSpec {
     pub sources: Vec<String>,
     #[serde(default)]
     pub filter: Filter,
+    /// Where a delivery goes once it is dead-lettered: the same event, delivered to this
+    /// Endpoint, with headers saying why (like Knative's deadLetterSink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetter>,
+}
+
+/// The dead-letter sink of a Subscription.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub endpoint_ref: EndpointRef,
 }
 
 /// The endpoint to deliver to. Cross-namespace references are refused.

@@ -15,6 +15,8 @@ use crate::store::{now_ms, AttemptRecord, Claimed, Finish, Store};
 pub(super) struct Job {
     pub claimed: Claimed,
     pub endpoint: EndpointConfig,
+    /// The subscription's dead-letter endpoint, if it names one.
+    pub dead_letter_to: Option<String>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub client: HttpClient,
@@ -87,11 +89,20 @@ async fn attempt(job: &Job, number: u32) -> Health {
             return Health::Unknown;
         }
     };
+    // A delivery to a dead-letter endpoint says where it comes from.
+    let dead_letter = match job.store.dead_letter_of(d.id) {
+        Ok(link) => link,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the delivery's dead-letter link");
+            return Health::Unknown;
+        }
+    };
     let req = build_request(&Outgoing {
         event: &event,
         payload: &payload,
         delivery: d,
         endpoint: ep,
+        dead_letter: dead_letter.as_ref(),
         attempt: number,
         timestamp: (started_at / 1000) as i64,
         now_ms: started_at,
@@ -167,7 +178,19 @@ async fn attempt(job: &Job, number: u32) -> Health {
         response_body,
         error: error.clone(),
     };
-    if let Err(e) = job.store.finish(d.id, record, finish) {
+    let recorded = match (finish, &job.dead_letter_to) {
+        (Finish::DeadLetter, Some(to)) => job
+            .store
+            .dead_letter_forward(d.id, record, to)
+            .map(|new| {
+                if let Some(new) = new {
+                    tracing::info!(dead_letter_endpoint = %to, dead_letter_delivery_id = %new.id,
+                        "dead-lettered delivery forwarded to the subscription's dead-letter endpoint");
+                }
+            }),
+        _ => job.store.finish(d.id, record, finish).map(drop),
+    };
+    if let Err(e) = recorded {
         // Not recorded: the lease makes it due again, so the worst case is one more delivery.
         tracing::error!(error = %e, "cannot record the attempt");
     }

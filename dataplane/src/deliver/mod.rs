@@ -401,9 +401,18 @@ impl Scheduler {
             tracing::info!(namespace = %key.0, endpoint = %key.1, delivery_id = %id,
                 "circuit half-open: sending one probe");
         }
+        let dead_letter_to = d.subscription.as_deref().and_then(|name| {
+            let subs = &live.config.subscriptions;
+            subs.binary_search_by(|s| {
+                (s.namespace.as_str(), s.name.as_str()).cmp(&(d.namespace.as_str(), name))
+            })
+            .ok()
+            .and_then(|i| subs[i].dead_letter.clone())
+        });
         let job = attempt::Job {
             claimed,
             endpoint: ep.clone(),
+            dead_letter_to,
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             client: self.client.clone(),

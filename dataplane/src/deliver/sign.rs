@@ -16,7 +16,7 @@ use http_body_util::Full;
 use sha2::{Sha256, Sha512};
 
 use crate::standard_webhooks as sw;
-use crate::store::{DeliveryRecord, EventRecord, Payload};
+use crate::store::{DeadLetterLink, DeliveryRecord, EventRecord, Payload};
 
 pub const USER_AGENT_VALUE: &str = concat!("hookmesh/", env!("CARGO_PKG_VERSION"));
 /// The event id, for receivers whose signature scheme has no id header of its own.
@@ -38,6 +38,9 @@ pub struct Outgoing<'a> {
     pub payload: &'a Payload,
     pub delivery: &'a DeliveryRecord,
     pub endpoint: &'a EndpointConfig,
+    /// Set when this delivery takes a dead-lettered one to its subscription's dead-letter
+    /// endpoint.
+    pub dead_letter: Option<&'a DeadLetterLink>,
     pub attempt: u32,
     /// Unix seconds, signed into the timestamp.
     pub timestamp: i64,
@@ -109,6 +112,26 @@ pub fn build_request(o: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>, Bui
     }
     if let Ok(v) = HeaderValue::from_str(&o.event.correlation_id) {
         req = req.header("x-correlation-id", v);
+    }
+    if let Some(dl) = o.dead_letter {
+        req = req
+            .header("hookmesh-dead-letter-endpoint", &dl.endpoint)
+            .header("hookmesh-dead-letter-delivery-id", dl.of.to_string())
+            .header("hookmesh-dead-letter-attempts", dl.attempts.to_string());
+        if let Some(code) = dl.status_code {
+            req = req.header("hookmesh-dead-letter-status", code.to_string());
+        }
+        if let Some(e) = &dl.error {
+            // An error message may hold anything; only its printable ASCII part, bounded.
+            let safe: String = e
+                .chars()
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .take(256)
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&safe) {
+                req = req.header("hookmesh-dead-letter-error", v);
+            }
+        }
     }
     if o.endpoint.format == DeliveryFormatConfig::CloudEventsBinary {
         for (name, value) in cloudevent_attributes(o, &msg_id) {
@@ -326,6 +349,7 @@ mod tests {
             payload: &payload,
             delivery: &delivery,
             endpoint: &endpoint,
+            dead_letter: None,
             attempt: 2,
             timestamp: 1_700_000_000,
             now_ms: 1_700_000_000_000,
@@ -363,6 +387,7 @@ mod tests {
             payload,
             delivery: &delivery,
             endpoint,
+            dead_letter: None,
             attempt: 1,
             timestamp: 1_700_000_000,
             now_ms: 1_700_000_000_000,

@@ -157,9 +157,18 @@ pub async fn get_delivery(
         .iter()
         .map(AttemptView::from)
         .collect();
+    let dead_letter_of = state.store.dead_letter_of(id)?.map(|l| DeadLetterView {
+        delivery_id: l.of.to_string(),
+        endpoint: l.endpoint,
+        status_code: l.status_code,
+        attempts: l.attempts,
+        error: l.error,
+    });
     Ok(Json(DeliveryDetail {
         delivery: DeliveryView::from(&d),
         attempts,
+        dead_letter_of,
+        forwarded_to: state.store.forwarded_to(id)?.map(|f| f.to_string()),
     }))
 }
 

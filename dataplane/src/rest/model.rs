@@ -230,6 +230,23 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: DeliveryView,
     pub attempts: Vec<AttemptView>,
+    /// For a delivery to a subscription's dead-letter endpoint: the dead-lettered delivery it
+    /// took on, and why that one gave up.
+    pub dead_letter_of: Option<DeadLetterView>,
+    /// For a dead-lettered delivery: the delivery that took its event to the dead-letter
+    /// endpoint.
+    pub forwarded_to: Option<String>,
+}
+
+/// The dead-lettered delivery behind a dead-letter delivery.
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterView {
+    pub delivery_id: String,
+    pub endpoint: String,
+    /// Its last HTTP status, if it got one.
+    pub status_code: Option<u16>,
+    pub attempts: u32,
+    pub error: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -33,6 +33,8 @@ impl Store {
             }
             t.deliveries.remove(did.to_key())?;
             t.rounds.remove(did.to_key())?;
+            t.dead_letters.remove(link_key(LINK_FROM, *did))?;
+            t.dead_letters.remove(link_key(LINK_TO, *did))?;
             // Attempts are written under the event's lock, which is held: none can appear now.
             for k in t.attempts.scan_prefix(did.to_key()).keys() {
                 t.attempts.remove(k?)?;

@@ -39,6 +39,9 @@ pub(crate) struct Trees {
     pub meta: Tree,
     /// namespace \0 endpoint \0 -> [`EndpointPause`](super::EndpointPause)
     pub pauses: Tree,
+    /// The links between dead-lettered deliveries and their dead-letter deliveries (see
+    /// `keys::link_key`).
+    pub dead_letters: Tree,
 }
 
 /// Shared between the handle and the commit thread.

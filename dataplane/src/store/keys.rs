@@ -75,3 +75,12 @@ pub(crate) fn attempt_key(id: DeliveryId, number: u32) -> Vec<u8> {
 pub(crate) fn ulid_floor(ms: Millis) -> ulid::Ulid {
     ulid::Ulid(u128::from(ms.min((1 << 48) - 1)) << 80)
 }
+
+/// `dead_letters` keys: [`LINK_FROM`] + the dead-letter delivery's id -> where it came from;
+/// [`LINK_TO`] + a dead-lettered delivery's id -> the delivery that took it on.
+pub(crate) const LINK_FROM: u8 = b'f';
+pub(crate) const LINK_TO: u8 = b't';
+
+pub(crate) fn link_key(kind: u8, id: DeliveryId) -> Vec<u8> {
+    concat(&[&[kind], &id.to_key()])
+}

@@ -70,6 +70,7 @@ impl Store {
             rounds: db.open_tree("delivery_rounds")?,
             meta: db.open_tree("meta")?,
             pauses: db.open_tree("endpoint_pauses")?,
+            dead_letters: db.open_tree("dead_letters")?,
         };
         commit::recover_last_group(&trees)?;
         let signals = Signals::default();

@@ -276,6 +276,18 @@ impl DeliveryRecord {
     }
 }
 
+/// Why a delivery to a dead-letter endpoint exists: the dead-lettered delivery and its last
+/// attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterLink {
+    pub of: DeliveryId,
+    /// The endpoint that did not take it.
+    pub endpoint: String,
+    pub status_code: Option<u16>,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
 /// One HTTP attempt of one delivery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {

@@ -14,7 +14,7 @@
 //! notifies the engine through the store's due signal, here in `move_due` and
 //! `add_deliveries`, so no caller has to remember to.
 
-use super::codec::put;
+use super::codec::{get, put};
 use super::errors::StoreError;
 use super::handle::Store;
 use super::keys::*;
@@ -182,10 +182,75 @@ impl Store {
         attempt: AttemptRecord,
         finish: Finish,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let Some((held, mut d)) = self.lock_delivery(id)? else {
+            return Ok(None);
+        };
+        self.record_outcome(&held, &mut d, attempt, finish, &[])?;
+        Ok(Some(d))
+    }
+
+    /// Dead-letter `id` after `attempt`, and deliver its event to the dead-letter endpoint
+    /// `to`: a new delivery, due now, linked to this one both ways. Returns the new delivery.
+    pub fn dead_letter_forward(
+        &self,
+        id: DeliveryId,
+        attempt: AttemptRecord,
+        to: &str,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
         let Some((held, mut d)) = self.lock_delivery(id)? else {
             return Ok(None);
         };
+        let now = now_ms();
+        let new = DeliveryRecord::new(d.event_id, &d.namespace, to, None, now);
+        let link = DeadLetterLink {
+            of: id,
+            endpoint: d.endpoint.clone(),
+            status_code: attempt.status_code,
+            attempts: attempt.number,
+            error: attempt.error.clone(),
+        };
+        // The new delivery and its links first: a crash before the original is marked leaves
+        // the original due, and dead-lettering it again forwards again; the first new record
+        // is then one the event does not list, which nothing reads.
+        put(&t.deliveries, &new.id.to_key(), &new)?;
+        t.idx_endpoint
+            .insert(endpoint_key(&new), &d.event_id.to_key())?;
+        put(&t.dead_letters, &link_key(LINK_FROM, new.id), &link)?;
+        t.dead_letters
+            .insert(link_key(LINK_TO, id), &new.id.to_key())?;
+        self.record_outcome(&held, &mut d, attempt, Finish::DeadLetter, &[new.id])?;
+        t.due.insert(due_key(now, new.id), &[])?;
+        self.signals().made_due(now);
+        Ok(Some(new))
+    }
+
+    /// For a delivery to a dead-letter endpoint: the delivery it came from and why.
+    pub fn dead_letter_of(&self, id: DeliveryId) -> Result<Option<DeadLetterLink>, StoreError> {
+        get(&self.trees().dead_letters, &link_key(LINK_FROM, id))
+    }
+
+    /// For a dead-lettered delivery: the delivery that took its event to the dead-letter
+    /// endpoint, if one did.
+    pub fn forwarded_to(&self, id: DeliveryId) -> Result<Option<DeliveryId>, StoreError> {
+        Ok(self
+            .trees()
+            .dead_letters
+            .get(link_key(LINK_TO, id))?
+            .and_then(|v| DeliveryId::from_key(&v)))
+    }
+
+    /// The attempt and what it decided, under the event's lock.
+    fn record_outcome(
+        &self,
+        held: &Held<'_>,
+        d: &mut DeliveryRecord,
+        attempt: AttemptRecord,
+        finish: Finish,
+        added: &[DeliveryId],
+    ) -> Result<(), StoreError> {
+        let t = self.trees();
+        let id = d.id;
         // The attempt first: if only it survives a crash, the delivery is still due and the
         // next attempt, with the same number, replaces it.
         put(&t.attempts, &attempt_key(id, attempt.number), &attempt)?;
@@ -200,9 +265,9 @@ impl Store {
             Finish::DeadLetter => (DeliveryStatus::DeadLetter, None),
         };
         d.status = status;
-        self.move_due(&held, &mut d, next)?;
-        self.roll_up(&held, d.event_id, &[])?;
-        Ok(Some(d))
+        self.move_due(held, d, next)?;
+        self.roll_up(held, d.event_id, added)?;
+        Ok(())
     }
 
     /// Put a delivery back in the queue, due at `at` (manual retry, or an endpoint paused by its

@@ -1113,3 +1113,101 @@ async fn every_signing_profile_verifies_with_an_independent_implementation() -> 
     gw.stop(STOP).await?;
     Ok(())
 }
+
+// --- dead-letter sink -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_dead_lettered_delivery_goes_to_the_subscriptions_dead_letter_endpoint(
+) -> anyhow::Result<()> {
+    let rx = Receiver::start().await?;
+    let sink = Receiver::start().await?;
+    rx.set_default(Reply::Status(500));
+    let dir = tempfile::tempdir()?;
+    source(dir.path())?;
+    api_key(dir.path())?;
+    endpoint(
+        dir.path(),
+        "hook",
+        &rx.url("/hook"),
+        "  retry: {schedule: [50ms], maxAttempts: 2}",
+    )?;
+    endpoint(dir.path(), "dlq", &sink.url("/dead"), FAST_RETRY)?;
+    write(
+        dir.path(),
+        "subscription-hook.yaml",
+        r#"apiVersion: hookmesh.io/v1alpha1
+kind: Subscription
+metadata: {name: to-hook, namespace: default}
+spec:
+  endpointRef: {name: hook}
+  sources: [shop]
+  deadLetter: {endpointRef: {name: dlq}}
+"#,
+    )?;
+    let mut gw = Gateway::start(dir.path()).await?;
+    let body = r#"{"order":7}"#;
+    let id = ingest(&gw, "order.created", body).await?;
+    let got = sink.wait_for(1, WAIT).await?;
+    let dead = &got[0];
+    assert_eq!(&dead.body[..], body.as_bytes(), "the original payload");
+    assert_eq!(dead.header("webhook-id"), Some(id.as_str()));
+    verify_signature(dead, "dlq")?;
+    assert_eq!(dead.header("hookmesh-dead-letter-endpoint"), Some("hook"));
+    assert_eq!(dead.header("hookmesh-dead-letter-status"), Some("500"));
+    assert_eq!(dead.header("hookmesh-dead-letter-attempts"), Some("2"));
+    assert_eq!(dead.header("hookmesh-dead-letter-error"), Some("HTTP 500"));
+    let original = dead
+        .header("hookmesh-dead-letter-delivery-id")
+        .context("no dead-letter delivery id")?
+        .to_string();
+    let forwarded = dead
+        .header("hookmesh-delivery-id")
+        .context("no delivery id")?
+        .to_string();
+    assert_ne!(original, forwarded);
+    assert_eq!(rx.count(), 2, "both attempts went to the failing endpoint");
+
+    // The REST API links the two.
+    let auth = format!("Bearer {WRITE_KEY}");
+    let get = |path: String| {
+        let auth = auth.clone();
+        let gw = &gw;
+        async move {
+            gw.request(
+                http::Method::GET,
+                &path,
+                &[("authorization", &auth)],
+                bytes::Bytes::new(),
+            )
+            .await
+        }
+    };
+    let r = get(format!("/api/v1/deliveries/{original}")).await?;
+    r.expect(200);
+    assert_eq!(r.json()["status"], "dead_letter");
+    assert_eq!(r.json()["forwarded_to"], forwarded.as_str());
+    let r = get(format!("/api/v1/deliveries/{forwarded}")).await?;
+    r.expect(200);
+    let v = r.json();
+    assert_eq!(v["endpoint"], "dlq");
+    assert_eq!(v["dead_letter_of"]["delivery_id"], original.as_str());
+    assert_eq!(v["dead_letter_of"]["endpoint"], "hook");
+    assert_eq!(v["dead_letter_of"]["status_code"], 500);
+    assert_eq!(v["dead_letter_of"]["attempts"], 2);
+    gw.stop(STOP).await?;
+    let out = read_back(&open_store(&gw)?, &id)?;
+    let mut statuses: Vec<(String, DeliveryStatus)> = out
+        .deliveries
+        .iter()
+        .map(|(d, _)| (d.endpoint.clone(), d.status))
+        .collect();
+    statuses.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        statuses,
+        vec![
+            ("dlq".to_string(), DeliveryStatus::Success),
+            ("hook".to_string(), DeliveryStatus::DeadLetter)
+        ]
+    );
+    Ok(())
+}

@@ -210,3 +210,38 @@ fn subscription_naming_an_invalid_but_declared_source_stays_ready() {
     assert!(c.problem_for(Kind::Subscription, "shop", "sub").is_none());
     assert_eq!(c.config.subscriptions.last().unwrap().sources, ["s1"]);
 }
+
+#[test]
+fn dead_letter_sinks() {
+    let c = compile(&valid_plus(&subscription(
+        "s1",
+        "{endpointRef: {name: orders}, deadLetter: {endpointRef: {name: full}}}",
+    )));
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let s = c
+        .config
+        .subscriptions
+        .iter()
+        .find(|s| s.name == "s1")
+        .unwrap();
+    assert_eq!(s.dead_letter.as_deref(), Some("full"));
+    for (spec, reason) in [
+        (
+            "{endpointRef: {name: orders}, deadLetter: {endpointRef: {name: nowhere}}}",
+            Reason::EndpointNotFound,
+        ),
+        (
+            "{endpointRef: {name: orders}, deadLetter: {endpointRef: {name: orders}}}",
+            Reason::InvalidSpec,
+        ),
+        (
+            "{endpointRef: {name: orders}, deadLetter: {endpointRef: {name: full, namespace: other}}}",
+            Reason::CrossNamespaceRef,
+        ),
+    ] {
+        refused(
+            &subscription("s1", spec),
+            &[(Kind::Subscription, "s1", reason)],
+        );
+    }
+}
