@@ -208,10 +208,22 @@ pub struct PreviousKey {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "snake_case", tag = "profile")]
 pub enum SigningConfig {
-    /// `v1,<base64 HMAC-SHA256 of id.timestamp.body>`; with `svix_names`, `svix-*` headers.
-    StandardWebhooks { svix_names: bool },
+    /// `v1,<base64 HMAC-SHA256 of id.timestamp.body>`, or with `ed25519`, `v1a,<base64
+    /// Ed25519 signature>` (the keys are then 32-byte seeds); with `svix_names`, `svix-*`
+    /// headers.
+    StandardWebhooks {
+        svix_names: bool,
+        ed25519: Option<Ed25519Public>,
+    },
     /// One header with an HMAC.
     Hmac(HmacSigningConfig),
+}
+
+/// The public half of an Endpoint's Ed25519 signing key, as receivers are given it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Ed25519Public {
+    /// `whpk_<base64 of the 32-byte public key>`.
+    pub public_key: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -8,6 +8,7 @@ use hookmesh_api::compile::{
     self, default_signing_secret_name, Compiled, Inputs, Kind, Problem, API_KEY_LABEL,
     DEFAULT_NAMESPACE,
 };
+use hookmesh_api::config::SigningConfig;
 use hookmesh_api::{Endpoint, GatewayConfig, Source, Subscription};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -69,6 +70,8 @@ pub struct DesiredStatus {
     pub ingest_path: Option<String>,
     /// Endpoints: number of ready Subscriptions routing to it.
     pub subscriptions: Option<i32>,
+    /// Endpoints signing with Ed25519: the public key receivers verify with.
+    pub public_key: Option<String>,
 }
 
 impl DesiredStatus {
@@ -81,6 +84,7 @@ impl DesiredStatus {
             message: "hookmesh-operator has seen this object and is compiling it".into(),
             ingest_path: (kind == CrKind::Source).then(|| ingest_path(namespace, name)),
             subscriptions: None,
+            public_key: None,
         }
     }
 }
@@ -282,7 +286,17 @@ pub fn plan(snap: &Snapshot) -> Plan {
                         .get(&(ns.as_str(), name.as_str()))
                         .copied()
                         .unwrap_or(0),
-                )
+                );
+                d.public_key =
+                    compiled
+                        .config
+                        .endpoint(&ns, &name)
+                        .and_then(|e| match &e.signing {
+                            SigningConfig::StandardWebhooks {
+                                ed25519: Some(p), ..
+                            } => Some(p.public_key.clone()),
+                            _ => None,
+                        });
             }
         }
         let key = (kind, ns, name);
@@ -406,6 +420,7 @@ fn desired(problem: Option<&Problem>, generation: Option<i64>) -> DesiredStatus 
         message,
         ingest_path: None,
         subscriptions: None,
+        public_key: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub struct CurrentStatus {
     pub conditions: Vec<Condition>,
     pub ingest_path: Option<String>,
     pub subscriptions: Option<i32>,
+    pub public_key: Option<String>,
 }
 
 impl CurrentStatus {
@@ -52,6 +53,7 @@ impl HasStatus for Source {
             conditions: s.common.conditions,
             ingest_path: s.ingest_path,
             subscriptions: None,
+            public_key: None,
         }
     }
 }
@@ -65,6 +67,7 @@ impl HasStatus for Endpoint {
             conditions: s.common.conditions,
             ingest_path: None,
             subscriptions: s.subscriptions,
+            public_key: s.public_key,
         }
     }
 }
@@ -78,6 +81,7 @@ impl HasStatus for Subscription {
             conditions: s.common.conditions,
             ingest_path: None,
             subscriptions: None,
+            public_key: None,
         }
     }
 }
@@ -105,6 +109,7 @@ pub fn up_to_date(current: &CurrentStatus, desired: &DesiredStatus) -> bool {
         && current.observed_generation == desired.observed_generation
         && (desired.ingest_path.is_none() || current.ingest_path == desired.ingest_path)
         && (desired.subscriptions.is_none() || current.subscriptions == desired.subscriptions)
+        && current.public_key == desired.public_key
 }
 
 /// The Ready condition for `desired`, keeping `lastTransitionTime` unless the status flips.
@@ -147,6 +152,10 @@ pub fn status_patch(current: &CurrentStatus, desired: &DesiredStatus, now: &Time
     }
     if let Some(n) = desired.subscriptions {
         status.insert("subscriptions".into(), json!(n));
+    }
+    // Null removes a key the Endpoint no longer has (a merge patch).
+    if desired.public_key.is_some() || current.public_key.is_some() {
+        status.insert("publicKey".into(), json!(desired.public_key));
     }
     Some(json!({ "status": status }))
 }

@@ -59,8 +59,15 @@ pub(super) fn compile_endpoint(
         name: default_signing_secret_name(name),
         key: DEFAULT_SIGNING_SECRET_KEY.into(),
     });
-    let signing = signing(spec.signing.as_ref())?;
+    let mut signing = signing(spec.signing.as_ref())?;
     let signing_key = key_bytes(ns, &secret_ref, &secrets.get(ns, &secret_ref)?, &signing)?;
+    if let SigningConfig::StandardWebhooks {
+        ed25519: Some(public),
+        ..
+    } = &mut signing
+    {
+        public.public_key = ed25519_public_key(&signing_key)?;
+    }
     let previous_keys = match &spec.previous_secret_ref {
         None => Vec::new(),
         Some(p) => {
@@ -146,13 +153,22 @@ pub(super) fn compile_endpoint(
 /// The signing profile: Standard Webhooks (default) or one HMAC header.
 fn signing(s: Option<&Signing>) -> Outcome<SigningConfig> {
     let Some(s) = s else {
-        return Ok(SigningConfig::StandardWebhooks { svix_names: false });
+        return Ok(SigningConfig::StandardWebhooks {
+            svix_names: false,
+            ed25519: None,
+        });
     };
     match (s.profile, &s.hmac) {
         (SigningProfile::StandardWebhooks, None) => Ok(SigningConfig::StandardWebhooks {
             svix_names: s.header_names == Some(HeaderNames::Svix),
+            // Filled in once the key is read.
+            ed25519: (s.algorithm == Some(StandardWebhooksAlgorithm::Ed25519)).then(|| {
+                Ed25519Public {
+                    public_key: String::new(),
+                }
+            }),
         }),
-        (SigningProfile::Hmac, Some(h)) if s.header_names.is_none() => {
+        (SigningProfile::Hmac, Some(h)) if s.header_names.is_none() && s.algorithm.is_none() => {
             check_header_name(&h.header, "signing.hmac.header")?;
             if let Some(t) = &h.timestamp_header {
                 check_header_name(t, "signing.hmac.timestampHeader")?;
@@ -182,7 +198,7 @@ fn signing(s: Option<&Signing>) -> Outcome<SigningConfig> {
         }
         (SigningProfile::Hmac, _) => bad(
             Reason::InvalidSpec,
-            "signing: profile hmac takes hmac settings and no headerNames",
+            "signing: profile hmac takes hmac settings, and no headerNames or algorithm",
         ),
         (SigningProfile::StandardWebhooks, Some(_)) => bad(
             Reason::InvalidSpec,
@@ -195,6 +211,18 @@ fn signing(s: Option<&Signing>) -> Outcome<SigningConfig> {
 /// `hmac`, the value as it is (receivers of such schemes share a plain string).
 fn key_bytes(ns: &str, r: &SecretKeyRef, raw: &[u8], signing: &SigningConfig) -> Outcome<Vec<u8>> {
     match signing {
+        SigningConfig::StandardWebhooks {
+            ed25519: Some(_), ..
+        } => match decode_whsk(raw) {
+            Some(seed) => Ok(seed),
+            None => bad(
+                Reason::InvalidSecret,
+                format!(
+                    "signing secret {ns}/{} key {:?} must be whsk_ followed by the base64 of a 32-byte Ed25519 seed (or a 64-byte seed and public key)",
+                    r.name, r.key
+                ),
+            ),
+        },
         SigningConfig::StandardWebhooks { .. } => match decode_whsec(raw) {
             Some(k) => Ok(k),
             None => bad(
@@ -215,6 +243,39 @@ fn key_bytes(ns: &str, r: &SecretKeyRef, raw: &[u8], signing: &SigningConfig) ->
             }
             Ok(trimmed.to_vec())
         }
+    }
+}
+
+/// An Ed25519 secret key: `whsk_` + base64 of the 32-byte seed, or of the 64-byte
+/// seed-then-public-key form libsodium writes (whose public half must match the seed).
+fn decode_whsk(raw: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.strip_prefix("whsk_")?)
+        .ok()?;
+    match bytes.len() {
+        32 => Some(bytes),
+        64 => {
+            // Refused when the public half is not the seed's.
+            ring::signature::Ed25519KeyPair::from_seed_and_public_key(&bytes[..32], &bytes[32..])
+                .ok()?;
+            Some(bytes[..32].to_vec())
+        }
+        _ => None,
+    }
+}
+
+/// `whpk_` + base64 of the public key of an Ed25519 seed.
+fn ed25519_public_key(seed: &[u8]) -> Outcome<String> {
+    use base64::Engine as _;
+    use ring::signature::KeyPair as _;
+    match ring::signature::Ed25519KeyPair::from_seed_unchecked(seed) {
+        Ok(pair) => Ok(format!(
+            "whpk_{}",
+            base64::engine::general_purpose::STANDARD.encode(pair.public_key().as_ref())
+        )),
+        Err(_) => bad(Reason::InvalidSecret, "not an Ed25519 seed"),
     }
 }
 

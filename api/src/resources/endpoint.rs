@@ -120,8 +120,14 @@ pub struct PreviousSecretRef {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.profile == 'hmac' ? has(self.hmac) : !has(self.hmac)").message("hmac settings are required for profile hmac and only allowed there"))]
 #[x_kube(validation = Rule::new("!has(self.headerNames) || self.profile == 'standard-webhooks'").message("headerNames is for profile standard-webhooks"))]
+#[x_kube(validation = Rule::new("!has(self.algorithm) || self.profile == 'standard-webhooks'").message("algorithm is for profile standard-webhooks (hmac has hmac.algorithm)"))]
 pub struct Signing {
     pub profile: SigningProfile,
+    /// Standard Webhooks: `hmac-sha256` (`v1`, a shared `whsec_` secret; the default) or
+    /// `ed25519` (`v1a`, an asymmetric `whsk_` secret key; receivers verify with the public
+    /// key shown in the Endpoint's `status.publicKey`, and hold no secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<StandardWebhooksAlgorithm>,
     /// Standard Webhooks: `webhook` (`webhook-id`, `webhook-timestamp`, `webhook-signature`;
     /// the default) or `svix` (`svix-id`, ...), for receivers built on Svix's libraries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,6 +141,13 @@ pub struct Signing {
 pub enum SigningProfile {
     StandardWebhooks,
     Hmac,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StandardWebhooksAlgorithm {
+    HmacSha256,
+    Ed25519,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -242,4 +255,7 @@ pub struct EndpointStatus {
     /// Number of ready Subscriptions routing to this endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<i32>,
+    /// With `signing.algorithm: ed25519`: the public key receivers verify with (`whpk_...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }

@@ -68,7 +68,10 @@ pub fn build_request(o: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>, Bui
     );
     let mut req = http::Request::post(uri).header(USER_AGENT, USER_AGENT_VALUE);
     match &o.endpoint.signing {
-        SigningConfig::StandardWebhooks { svix_names } => {
+        SigningConfig::StandardWebhooks {
+            svix_names,
+            ed25519,
+        } => {
             let (id, ts, sig) = if *svix_names {
                 ("svix-id", "svix-timestamp", "svix-signature")
             } else {
@@ -77,7 +80,10 @@ pub fn build_request(o: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>, Bui
             // Space-separated, newest first: a receiver holding either key verifies.
             let signatures: Vec<String> = keys
                 .iter()
-                .map(|k| sw::sign(k, &msg_id, o.timestamp, &body))
+                .filter_map(|k| match ed25519 {
+                    None => Some(sw::sign(k, &msg_id, o.timestamp, &body)),
+                    Some(_) => sw::sign_ed25519(k, &msg_id, o.timestamp, &body),
+                })
                 .collect();
             req = req
                 .header(id, &msg_id)
@@ -323,7 +329,10 @@ mod tests {
                 ("x-bad".into(), "a\u{7f}b".into()),
             ],
             timeout_ms: 1000,
-            signing: SigningConfig::StandardWebhooks { svix_names: false },
+            signing: SigningConfig::StandardWebhooks {
+                svix_names: false,
+                ed25519: None,
+            },
             previous_keys: vec![],
             format: DeliveryFormatConfig::Raw,
             retry: RetryConfig {
@@ -406,7 +415,10 @@ mod tests {
     fn svix_names_and_a_previous_key_until_it_expires() {
         use hookmesh_api::config::PreviousKey;
         let (event, payload, _, mut endpoint) = fixtures();
-        endpoint.signing = SigningConfig::StandardWebhooks { svix_names: true };
+        endpoint.signing = SigningConfig::StandardWebhooks {
+            svix_names: true,
+            ed25519: None,
+        };
         endpoint.previous_keys = vec![
             PreviousKey {
                 key: SecretBytes(b"old".to_vec()),

@@ -376,3 +376,31 @@ fn every_named_or_injected_workload_gets_a_slice_with_the_accounts_of_its_pods()
     snap.sidecar_pods = [pod("ci-runner", "other")].into();
     assert_ne!(reconcile::fingerprint(&snap), before);
 }
+
+#[test]
+fn an_ed25519_endpoint_shows_its_public_key_in_status() {
+    use hookmesh_api::resources::{Signing, SigningProfile, StandardWebhooksAlgorithm};
+    let mut snap = valid();
+    snap.endpoints[0].spec.signing = Some(Signing {
+        profile: SigningProfile::StandardWebhooks,
+        algorithm: Some(StandardWebhooksAlgorithm::Ed25519),
+        header_names: None,
+        hmac: None,
+    });
+    // RFC 8032, section 7.1, TEST 1.
+    snap.secrets[1] = secret(
+        "shop",
+        "ci-signing",
+        &[(
+            "secret",
+            "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=",
+        )],
+    );
+    let d = status_of(&snap, CrKind::Endpoint, "ci");
+    assert_eq!(d.ready, ReadyStatus::True, "{}", d.message);
+    assert_eq!(
+        d.public_key.as_deref(),
+        Some("whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
+    );
+    assert_eq!(status_of(&valid(), CrKind::Endpoint, "ci").public_key, None);
+}

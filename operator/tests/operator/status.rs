@@ -28,6 +28,11 @@ fn applied(current: &CurrentStatus, patch: &serde_json::Value) -> CurrentStatus 
             .and_then(|v| v.as_i64())
             .map(|n| i32::try_from(n).unwrap())
             .or(current.subscriptions),
+        // Merge-patch semantics: absent keeps, null removes.
+        public_key: match s.get("publicKey") {
+            None => current.public_key.clone(),
+            Some(v) => v.as_str().map(str::to_string),
+        },
     }
 }
 
@@ -43,6 +48,7 @@ fn ready(status: &str, reason: &str, gen: i64) -> DesiredStatus {
         message: format!("{reason} message"),
         ingest_path: None,
         subscriptions: None,
+        public_key: None,
     }
 }
 

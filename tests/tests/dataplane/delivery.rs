@@ -1211,3 +1211,59 @@ spec:
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn ed25519_deliveries_verify_with_the_public_key_alone() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let rx = Receiver::start().await?;
+    let dir = tempfile::tempdir()?;
+    source(dir.path())?;
+    // RFC 8032, section 7.1, TEST 1: the seed as a whsk_ secret, and its public key.
+    write(
+        dir.path(),
+        "endpoint-ed.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata: {{name: ed-signing, namespace: default}}
+stringData: {{secret: "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A="}}
+---
+apiVersion: hookmesh.io/v1alpha1
+kind: Endpoint
+metadata: {{name: ed, namespace: default}}
+spec:
+  url: "{}"
+  secretRef: {{name: ed-signing, key: secret}}
+  signing: {{profile: standard-webhooks, algorithm: ed25519}}
+"#,
+            rx.url("/ed")
+        ),
+    )?;
+    subscription(dir.path(), "ed", &["*"])?;
+    let mut gw = Gateway::start(dir.path()).await?;
+    ingest(&gw, "order.created", r#"{"order":1}"#).await?;
+    let got = rx.wait_for(1, WAIT).await?;
+    let r = &got[0];
+    let public = hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")?;
+    let key = VerifyingKey::from_bytes(public.as_slice().try_into()?)?;
+    let sig = r
+        .header("webhook-signature")
+        .and_then(|s| s.strip_prefix("v1a,"))
+        .context("no v1a signature")?;
+    let sig = Signature::from_slice(&base64::engine::general_purpose::STANDARD.decode(sig)?)?;
+    let content = format!(
+        "{}.{}.{}",
+        r.header("webhook-id").context("id")?,
+        r.header("webhook-timestamp").context("timestamp")?,
+        String::from_utf8_lossy(&r.body)
+    );
+    key.verify_strict(content.as_bytes(), &sig)
+        .context("the Ed25519 signature does not verify with the public key")?;
+    // And a changed body does not.
+    assert!(key
+        .verify_strict(format!("{content} ").as_bytes(), &sig)
+        .is_err());
+    gw.stop(STOP).await?;
+    Ok(())
+}

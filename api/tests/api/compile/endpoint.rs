@@ -285,3 +285,62 @@ fn retry_forms_compile_to_their_schedules() {
     );
     assert_eq!(r.max_attempts, 8);
 }
+
+/// RFC 8032, section 7.1, TEST 1: the seed and its public key.
+const RFC8032_SEED_WHSK: &str = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+const RFC8032_PUBLIC_WHPK: &str = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+#[test]
+fn ed25519_signing_derives_the_public_key_from_a_whsk_secret() {
+    let with = |secret: &str| {
+        compile(&valid_plus(&format!(
+            "{}---\n{}",
+            secret_yaml("ed-key", secret),
+            endpoint(
+                "ed",
+                "{url: 'https://e.example', secretRef: {name: ed-key, key: secret}, signing: {profile: standard-webhooks, algorithm: ed25519}}"
+            )
+        )))
+    };
+    for secret in [
+        RFC8032_SEED_WHSK,
+        // libsodium's 64-byte form: the seed, then the public key.
+        "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2DXWpgBgrEKt9VL/tPJZAc6DuFy89qmIyWvAhpo9wdRGg==",
+    ] {
+        let c = with(secret);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let e = c.config.endpoint("shop", "ed").unwrap();
+        assert_eq!(
+            e.signing,
+            SigningConfig::StandardWebhooks {
+                svix_names: false,
+                ed25519: Some(Ed25519Public {
+                    public_key: RFC8032_PUBLIC_WHPK.into()
+                })
+            }
+        );
+        assert_eq!(e.signing_key.expose().len(), 32);
+    }
+    // A whsec_ secret, a seed of the wrong length, a 64-byte form whose halves disagree.
+    for bad in [
+        "whsec_c2lnbmluZy1rZXk=",
+        "whsk_AAAA",
+        "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+    ] {
+        let c = with(bad);
+        assert_eq!(
+            summary(&c.problems),
+            [(
+                Kind::Endpoint,
+                "shop".to_string(),
+                "ed".to_string(),
+                Reason::InvalidSecret
+            )],
+            "{bad}"
+        );
+    }
+}
+
+fn secret_yaml(name: &str, value: &str) -> String {
+    secret(name, &format!("stringData: {{secret: \"{value}\"}}"))
+}
