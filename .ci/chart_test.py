@@ -432,7 +432,7 @@ EXPECTED_OPERATOR_CLUSTER_RULES = {
     ("hookmesh.io", "endpoints/status"): {"get", "patch"},
     ("hookmesh.io", "sources/status"): {"get", "patch"},
     ("hookmesh.io", "subscriptions/status"): {"get", "patch"},
-    ("", "secrets"): {"get", "list", "watch", "create"},
+    ("", "secrets"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }

@@ -453,6 +453,21 @@ async fn compile_loop(
                     }
                 }
             }
+            for r in reconcile::rotations(&snap) {
+                let now = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0);
+                match signing::rotate(ctx.client.clone(), &r, now).await {
+                    Ok(written) => {
+                        info!(namespace = %r.namespace, secret = %r.secret_name, endpoint = %r.endpoint,
+                            grace_ms = r.grace_ms, "rotated the Endpoint's signing Secret; the old key signs too until the grace period ends");
+                        snap.secrets.retain(|s| !(s.namespace().as_deref() == Some(r.namespace.as_str()) && s.name_any() == r.secret_name));
+                        snap.secrets.push(written);
+                    }
+                    Err(e) => {
+                        ok = false;
+                        warn!(namespace = %r.namespace, secret = %r.secret_name, error = %e, "cannot rotate the Endpoint's signing Secret");
+                    }
+                }
+            }
             let started = std::time::Instant::now();
             let plan = reconcile::plan(&snap);
             record_compile(&ctx.metrics, &plan, started.elapsed());

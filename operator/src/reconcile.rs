@@ -189,6 +189,95 @@ pub struct MissingSigningSecret {
     pub endpoint: String,
     pub endpoint_uid: Option<String>,
     pub secret_name: String,
+    /// The Endpoint signs with Ed25519: the key is a `whsk_` seed, not a `whsec_` secret.
+    pub ed25519: bool,
+}
+
+/// Annotation on an Endpoint: a new value rotates its generated signing Secret.
+pub const ROTATE_ANNOTATION: &str = "hookmesh.io/rotate-signing-secret";
+/// Annotation on an Endpoint: how long the replaced key keeps signing (default 24h).
+pub const ROTATION_GRACE_ANNOTATION: &str = "hookmesh.io/rotation-grace";
+/// Annotation on a generated signing Secret: the rotate value it was last rotated for.
+pub const ROTATED_FOR_ANNOTATION: &str = "hookmesh.io/rotated-for";
+pub const DEFAULT_ROTATION_GRACE_MS: u64 = 24 * 3600 * 1000;
+
+/// A generated signing Secret to rotate: a fresh key in `secret`, the current one moved to
+/// `previous` until `now + grace_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub namespace: String,
+    pub endpoint: String,
+    pub secret_name: String,
+    /// The Endpoint's rotate annotation, recorded on the Secret once done.
+    pub token: String,
+    pub grace_ms: u64,
+    /// The key being replaced.
+    pub current: Vec<u8>,
+    /// The Secret's resourceVersion: the write is refused if it changed meanwhile.
+    pub resource_version: Option<String>,
+    pub ed25519: bool,
+}
+
+fn is_ed25519(e: &Endpoint) -> bool {
+    e.spec.signing.as_ref().and_then(|s| s.algorithm)
+        == Some(hookmesh_api::resources::StandardWebhooksAlgorithm::Ed25519)
+}
+
+/// Endpoints without `secretRef` whose rotate annotation differs from what their generated
+/// Secret was last rotated for. Secrets the operator did not generate are never rotated.
+pub fn rotations(snap: &Snapshot) -> Vec<Rotation> {
+    let mut out = Vec::new();
+    for e in snap
+        .endpoints
+        .iter()
+        .filter(|e| e.spec.secret_ref.is_none())
+    {
+        let Some(token) = e
+            .annotations()
+            .get(ROTATE_ANNOTATION)
+            .filter(|t| !t.is_empty())
+        else {
+            continue;
+        };
+        let ns = ns_of(e);
+        let secret_name = default_signing_secret_name(&e.name_any());
+        let Some(secret) = snap
+            .secrets
+            .iter()
+            .find(|s| ns_of(*s) == ns && s.name_any() == secret_name)
+        else {
+            continue;
+        };
+        let generated = secret
+            .labels()
+            .contains_key(crate::signing::GENERATED_LABEL);
+        let done = secret.annotations().get(ROTATED_FOR_ANNOTATION) == Some(token);
+        let current = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(hookmesh_api::compile::DEFAULT_SIGNING_SECRET_KEY))
+            .map(|b| b.0.clone());
+        let (true, false, Some(current)) = (generated, done, current) else {
+            continue;
+        };
+        let grace_ms = e
+            .annotations()
+            .get(ROTATION_GRACE_ANNOTATION)
+            .and_then(|g| hookmesh_api::duration::parse(g))
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(DEFAULT_ROTATION_GRACE_MS);
+        out.push(Rotation {
+            namespace: ns,
+            endpoint: e.name_any(),
+            secret_name,
+            token: token.clone(),
+            grace_ms,
+            current,
+            resource_version: secret.resource_version(),
+            ed25519: is_ed25519(e),
+        });
+    }
+    out
 }
 
 /// Endpoints without `secretRef` whose `<name>-signing` Secret is absent. A Secret that exists
@@ -211,6 +300,7 @@ pub fn missing_signing_secrets(snap: &Snapshot) -> Vec<MissingSigningSecret> {
                 endpoint: e.name_any(),
                 endpoint_uid: e.uid(),
                 secret_name,
+                ed25519: is_ed25519(e),
             })
         })
         .collect();
@@ -229,7 +319,16 @@ pub fn fingerprint(snap: &Snapshot) -> BTreeMap<(u8, String, String), String> {
         out.insert((0, ns_of(s), s.name_any()), gen(s.metadata.generation));
     }
     for e in &snap.endpoints {
-        out.insert((1, ns_of(e), e.name_any()), gen(e.metadata.generation));
+        // The rotate annotation is metadata (no new generation) but asks for work.
+        let rotate = e
+            .annotations()
+            .get(ROTATE_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        out.insert(
+            (1, ns_of(e), e.name_any()),
+            format!("{}/{rotate}", gen(e.metadata.generation)),
+        );
     }
     for s in &snap.subscriptions {
         out.insert((2, ns_of(s), s.name_any()), gen(s.metadata.generation));

@@ -1,6 +1,9 @@
 //! Endpoint signing Secrets: an Endpoint without `secretRef` signs with `<endpoint>-signing`
-//! (key `secret`). The operator creates it when absent, with a fresh `whsec_` key, and never
-//! overwrites or updates an existing one: `create` either makes it or gets 409 AlreadyExists.
+//! (key `secret`). The operator creates it when absent, with a fresh `whsec_` key (`whsk_` for
+//! an Ed25519 Endpoint): `create` either makes it or gets 409 AlreadyExists. It changes one
+//! only when asked, by the Endpoint's `hookmesh.io/rotate-signing-secret` annotation, and only
+//! one it generated itself: a rotation writes a fresh key, keeps the replaced one as `previous`
+//! until `previousExpiresAt`, and records the annotation's value on the Secret.
 
 use std::collections::BTreeMap;
 
@@ -19,14 +22,59 @@ use crate::FIELD_MANAGER;
 /// Label on generated signing Secrets.
 pub const GENERATED_LABEL: &str = "hookmesh.io/generated";
 
-/// `whsec_` + base64 of 32 random bytes (Standard Webhooks secret format).
-pub fn generate_secret_value() -> String {
+/// `whsec_` + base64 of 32 random bytes (Standard Webhooks secret format), or `whsk_` + the
+/// base64 of a random 32-byte Ed25519 seed.
+pub fn generate_secret_value(ed25519: bool) -> String {
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
+    let prefix = if ed25519 { "whsk_" } else { "whsec_" };
     format!(
-        "whsec_{}",
+        "{prefix}{}",
         base64::engine::general_purpose::STANDARD.encode(key)
     )
+}
+
+/// The merge patch of one rotation at `now_ms`: the new key, the replaced one and its expiry,
+/// the token done, and the resourceVersion it was computed from (a conflict if it changed).
+pub fn rotation_patch(
+    r: &crate::reconcile::Rotation,
+    new_value: &str,
+    now_ms: u64,
+) -> serde_json::Value {
+    use hookmesh_api::compile::{PREVIOUS_EXPIRES_AT_KEY, PREVIOUS_SIGNING_SECRET_KEY};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let expires = k8s_openapi::jiff::Timestamp::from_millisecond(
+        i64::try_from(now_ms.saturating_add(r.grace_ms)).unwrap_or(i64::MAX),
+    )
+    .map(|t| t.to_string())
+    .unwrap_or_default();
+    serde_json::json!({
+        "metadata": {
+            "resourceVersion": r.resource_version,
+            "annotations": {crate::reconcile::ROTATED_FOR_ANNOTATION: r.token},
+        },
+        "data": {
+            DEFAULT_SIGNING_SECRET_KEY: b64(new_value.as_bytes()),
+            PREVIOUS_SIGNING_SECRET_KEY: b64(&r.current),
+            PREVIOUS_EXPIRES_AT_KEY: b64(expires.as_bytes()),
+        },
+    })
+}
+
+/// Rotate one generated signing Secret. Returns the Secret as written.
+pub async fn rotate(
+    client: kube::Client,
+    r: &crate::reconcile::Rotation,
+    now_ms: u64,
+) -> Result<Secret, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client, &r.namespace);
+    let patch = rotation_patch(r, &generate_secret_value(r.ed25519), now_ms);
+    let pp = kube::api::PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..kube::api::PatchParams::default()
+    };
+    api.patch(&r.secret_name, &pp, &kube::api::Patch::Merge(&patch))
+        .await
 }
 
 /// The Secret to create for `missing`, owned by its Endpoint so deleting the Endpoint
@@ -72,7 +120,7 @@ pub async fn create_if_absent(
     missing: &MissingSigningSecret,
 ) -> Result<Option<Secret>, kube::Error> {
     let api: Api<Secret> = Api::namespaced(client, &missing.namespace);
-    let secret = signing_secret(missing, generate_secret_value());
+    let secret = signing_secret(missing, generate_secret_value(missing.ed25519));
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()

@@ -7,16 +7,17 @@ use anyhow::{anyhow, Context as _};
 /// How often a condition is looked at again.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Run `attempt` until it succeeds; after `timeout`, fail with its last error, naming `what`.
-pub async fn retry(
+/// Run `attempt` until it succeeds, and return what it returned; after `timeout`, fail with its
+/// last error, naming `what`.
+pub async fn retry<T>(
     what: &str,
     timeout: Duration,
-    mut attempt: impl AsyncFnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut attempt: impl AsyncFnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match attempt().await {
-            Ok(()) => return Ok(()),
+            Ok(v) => return Ok(v),
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(e)
                     .with_context(|| format!("timed out after {timeout:?} waiting for {what}"))

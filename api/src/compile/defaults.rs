@@ -29,6 +29,10 @@ pub fn default_signing_secret_name(endpoint: &str) -> String {
     format!("{endpoint}-signing")
 }
 pub const DEFAULT_SIGNING_SECRET_KEY: &str = "secret";
+/// In a generated signing Secret after a rotation: the key it replaced, and until when
+/// deliveries are still signed with it (RFC 3339).
+pub const PREVIOUS_SIGNING_SECRET_KEY: &str = "previous";
+pub const PREVIOUS_EXPIRES_AT_KEY: &str = "previousExpiresAt";
 
 /// The object's namespace; the default one when the manifest names none (as `kubectl apply`).
 pub(crate) fn namespace_of<K: ResourceExt>(obj: &K) -> String {

@@ -68,28 +68,40 @@ pub(super) fn compile_endpoint(
     {
         public.public_key = ed25519_public_key(&signing_key)?;
     }
-    let previous_keys = match &spec.previous_secret_ref {
-        None => Vec::new(),
-        Some(p) => {
+    let previous_keys = match (&spec.previous_secret_ref, &spec.secret_ref) {
+        (Some(p), _) => {
             let r = SecretKeyRef {
                 name: p.name.clone(),
                 key: p.key.clone(),
             };
             let key = key_bytes(ns, &r, &secrets.get(ns, &r)?, &signing)?;
-            let expires_at_ms = match p.expires_at.parse::<k8s_openapi::jiff::Timestamp>() {
-                Ok(t) => u64::try_from(t.as_millisecond()).unwrap_or(0),
-                Err(e) => {
-                    return bad(
-                        Reason::InvalidSpec,
-                        format!("previousSecretRef.expiresAt {:?}: {e}", p.expires_at),
-                    )
-                }
-            };
             vec![PreviousKey {
                 key: SecretBytes(key),
-                expires_at_ms,
+                expires_at_ms: rfc3339_ms(&p.expires_at, "previousSecretRef.expiresAt")?,
             }]
         }
+        // A generated Secret the operator rotated carries the key it replaced.
+        (None, None) => {
+            let name = &secret_ref.name;
+            match (
+                secrets.get_optional(ns, name, PREVIOUS_SIGNING_SECRET_KEY),
+                secrets.get_optional(ns, name, PREVIOUS_EXPIRES_AT_KEY),
+            ) {
+                (Some(old), Some(at)) => {
+                    let r = SecretKeyRef {
+                        name: name.clone(),
+                        key: PREVIOUS_SIGNING_SECRET_KEY.into(),
+                    };
+                    let at = String::from_utf8_lossy(&at).trim().to_string();
+                    vec![PreviousKey {
+                        key: SecretBytes(key_bytes(ns, &r, &old, &signing)?),
+                        expires_at_ms: rfc3339_ms(&at, PREVIOUS_EXPIRES_AT_KEY)?,
+                    }]
+                }
+                _ => Vec::new(),
+            }
+        }
+        (None, Some(_)) => Vec::new(),
     };
     let format = match spec.format {
         None | Some(DeliveryFormat::Raw) => DeliveryFormatConfig::Raw,
@@ -243,6 +255,14 @@ fn key_bytes(ns: &str, r: &SecretKeyRef, raw: &[u8], signing: &SigningConfig) ->
             }
             Ok(trimmed.to_vec())
         }
+    }
+}
+
+/// An RFC 3339 time as unix milliseconds.
+fn rfc3339_ms(text: &str, what: &str) -> Outcome<u64> {
+    match text.parse::<k8s_openapi::jiff::Timestamp>() {
+        Ok(t) => Ok(u64::try_from(t.as_millisecond()).unwrap_or(0)),
+        Err(e) => bad(Reason::InvalidSpec, format!("{what} {text:?}: {e}")),
     }
 }
 

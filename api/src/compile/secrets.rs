@@ -59,6 +59,16 @@ impl<'a> SecretIndex<'a> {
     }
 }
 
+impl SecretIndex<'_> {
+    /// A key that may be absent: `None` when the Secret or the key is missing or empty.
+    pub fn get_optional(&self, ns: &str, name: &str, key: &str) -> Option<Vec<u8>> {
+        self.by_name
+            .get(&(ns.to_string(), name.to_string()))
+            .and_then(|s| secret_value(s, key))
+            .filter(|v| !v.is_empty())
+    }
+}
+
 pub(super) fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
         return Some(v.as_bytes().to_vec());

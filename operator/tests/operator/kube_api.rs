@@ -180,6 +180,7 @@ fn missing() -> MissingSigningSecret {
         endpoint: "ci".into(),
         endpoint_uid: Some("uid-ep".into()),
         secret_name: "ci-signing".into(),
+        ed25519: false,
     }
 }
 
@@ -228,11 +229,53 @@ async fn an_existing_signing_secret_is_never_overwritten() {
 }
 
 #[test]
-fn generated_keys_differ() {
+fn generated_keys_differ_and_an_ed25519_endpoint_gets_a_seed() {
     assert_ne!(
-        signing::generate_secret_value(),
-        signing::generate_secret_value()
+        signing::generate_secret_value(false),
+        signing::generate_secret_value(false)
     );
+    let seed = signing::generate_secret_value(true);
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(seed.strip_prefix("whsk_").expect("whsk_"))
+        .unwrap();
+    assert_eq!(raw.len(), 32);
+}
+
+#[tokio::test]
+async fn a_rotation_is_one_merge_patch_guarded_by_the_resource_version() {
+    use hookmesh_operator::reconcile::Rotation;
+    let (client, mut handle) = mock();
+    let r = Rotation {
+        namespace: "shop".into(),
+        endpoint: "ci".into(),
+        secret_name: "ci-signing".into(),
+        token: "t1".into(),
+        grace_ms: 3_600_000,
+        current: b"whsec_b2xk".to_vec(),
+        resource_version: Some("41".into()),
+        ed25519: false,
+    };
+    let call = tokio::spawn(async move { signing::rotate(client, &r, 0).await });
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.method, Method::PATCH);
+    assert_eq!(seen.path, "/api/v1/namespaces/shop/secrets/ci-signing");
+    assert_eq!(seen.content_type, "application/merge-patch+json");
+    assert_eq!(seen.body["metadata"]["resourceVersion"], "41");
+    let field = |k: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(seen.body["data"][k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(field("previous"), "whsec_b2xk");
+    assert_eq!(field("previousExpiresAt"), "1970-01-01T01:00:00Z");
+    assert!(field("secret").starts_with("whsec_"));
+    // Someone changed the Secret meanwhile: a conflict, reported, nothing retried blindly.
+    respond(send, 409, status_body(409, "Conflict"));
+    assert!(call.await.unwrap().is_err());
+    no_more_requests(&mut handle).await;
 }
 
 // ---------------------------------------------------------------- status via the controller

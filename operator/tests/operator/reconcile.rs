@@ -404,3 +404,54 @@ fn an_ed25519_endpoint_shows_its_public_key_in_status() {
     );
     assert_eq!(status_of(&valid(), CrKind::Endpoint, "ci").public_key, None);
 }
+
+#[test]
+fn a_rotate_annotation_rotates_a_generated_signing_secret_once() {
+    use hookmesh_operator::reconcile::{rotations, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION};
+    use hookmesh_operator::signing::{rotation_patch, GENERATED_LABEL};
+    let mut snap = valid();
+    snap.endpoints[0].spec.secret_ref = None;
+    let mut generated = secret("shop", "ci-signing", &[("secret", SIGNING)]);
+    generated.metadata.labels =
+        Some([(GENERATED_LABEL.to_string(), "signing-secret".to_string())].into());
+    generated.metadata.resource_version = Some("41".into());
+    snap.secrets[1] = generated;
+    assert!(rotations(&snap).is_empty(), "no annotation, no rotation");
+    let before = reconcile::fingerprint(&snap);
+    snap.endpoints[0]
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(ROTATE_ANNOTATION.into(), "2026-12-01".into());
+    assert_ne!(
+        reconcile::fingerprint(&snap),
+        before,
+        "the annotation must wake the compile"
+    );
+    let r = rotations(&snap);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].secret_name, "ci-signing");
+    assert_eq!(r[0].current, SIGNING.as_bytes());
+    assert_eq!(r[0].grace_ms, 24 * 3600 * 1000);
+    let p = rotation_patch(&r[0], "whsec_bmV3", 1_700_000_000_000);
+    assert_eq!(p["metadata"]["resourceVersion"], "41");
+    assert_eq!(
+        p["metadata"]["annotations"][ROTATED_FOR_ANNOTATION],
+        "2026-12-01"
+    );
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    assert_eq!(p["data"]["secret"], b64("whsec_bmV3"));
+    assert_eq!(p["data"]["previous"], b64(SIGNING));
+    assert_eq!(p["data"]["previousExpiresAt"], b64("2023-11-15T22:13:20Z"));
+    // Done once: the Secret records the value it was rotated for.
+    snap.secrets[1]
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(ROTATED_FOR_ANNOTATION.into(), "2026-12-01".into());
+    assert!(rotations(&snap).is_empty());
+    // A Secret the operator did not generate is never rotated.
+    snap.secrets[1].metadata.labels = None;
+    snap.secrets[1].metadata.annotations = None;
+    assert!(rotations(&snap).is_empty());
+}

@@ -443,7 +443,8 @@ fn check_rbac(env: &Env, install: &Install, apps: &str) -> anyhow::Result<()> {
             vec!["delete", "subscriptions.hookmesh.io", "-n", apps],
             false,
         ),
-        ("operator", op, vec!["patch", "secrets", "-n", apps], false),
+        // Rotating a generated signing Secret on request (hookmesh.io/rotate-signing-secret).
+        ("operator", op, vec!["patch", "secrets", "-n", apps], true),
         ("operator", op, vec!["delete", "secrets", "-n", apps], false),
         // Sidecar mode: the per-workload slices have names the operator makes up, so in its
         // own namespace it writes Secrets, Roles and RoleBindings by any name; elsewhere it
@@ -740,6 +741,58 @@ async fn scenario(env: &Env, cluster: &Cluster, install: &Install, ns: &str) -> 
     );
     verify_standard_webhooks(&signing, &got)?;
     println!("signed push {id} delivered to the receiver, re-signed (Standard Webhooks)");
+
+    // Rotation on request: the annotation makes the operator (as its own ServiceAccount)
+    // rotate the generated Secret; deliveries then verify with the new key and the old one.
+    cluster
+        .merge_patch(
+            ns,
+            &ObjRef::hookmesh("Endpoint", "receiver"),
+            &json!({"metadata": {"annotations": {"hookmesh.io/rotate-signing-secret": "e2e-1"}}}),
+        )
+        .await?;
+    let rotated = wait::retry(
+        "the operator to rotate the signing Secret",
+        Duration::from_secs(30),
+        || async {
+            let now = cluster
+                .secret_value(ns, "receiver-signing", "secret")
+                .await?;
+            ensure!(now != signing, "not rotated yet");
+            let previous = cluster
+                .secret_value(ns, "receiver-signing", "previous")
+                .await?;
+            ensure!(previous == signing, "previous is not the old key");
+            Ok(now)
+        },
+    )
+    .await
+    .with_context(|| op_a.log_tail())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let id = send_push(&dp_url, ns, body).await?;
+        let got = receiver
+            .next(Duration::from_secs(30))
+            .await
+            .with_context(|| dp.log_tail())?;
+        if got
+            .header("webhook-signature")
+            .is_some_and(|s| s.contains(' '))
+        {
+            ensure!(
+                got.header("webhook-id") == Some(id.as_str()),
+                "another delivery"
+            );
+            break got;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "deliveries never carried both signatures"
+        );
+    };
+    verify_standard_webhooks(&rotated, &got).context("the new key")?;
+    verify_standard_webhooks(&signing, &got).context("the old key, within its grace period")?;
+    println!("rotation by annotation: the new and the old key both verify during the grace period");
 
     // Leader election: a second replica stands by; the leader is killed (no chance to release
     // the Lease) and the standby takes over once the Lease expires.

@@ -344,3 +344,33 @@ fn ed25519_signing_derives_the_public_key_from_a_whsk_secret() {
 fn secret_yaml(name: &str, value: &str) -> String {
     secret(name, &format!("stringData: {{secret: \"{value}\"}}"))
 }
+
+#[test]
+fn a_rotated_generated_secret_signs_with_its_previous_key_until_it_expires() {
+    let c = compile(&valid_plus(&format!(
+        "{}---\n{}",
+        secret(
+            "rot-signing",
+            "stringData: {secret: whsec_bmV3LWtleQ==, previous: whsec_b2xkLWtleQ==, previousExpiresAt: '2027-01-01T00:00:00Z'}"
+        ),
+        endpoint("rot", "{url: 'https://e.example'}")
+    )));
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let e = c.config.endpoint("shop", "rot").unwrap();
+    assert_eq!(e.signing_key.expose(), b"new-key");
+    assert_eq!(e.previous_keys.len(), 1);
+    assert_eq!(e.previous_keys[0].key.expose(), b"old-key");
+    assert_eq!(e.previous_keys[0].expires_at_ms, 1_798_761_600_000);
+    // A bad expiry is the Endpoint's problem, not a silent key.
+    refused(
+        &format!(
+            "{}---\n{}",
+            secret(
+                "rot-signing",
+                "stringData: {secret: whsec_bmV3LWtleQ==, previous: whsec_b2xkLWtleQ==, previousExpiresAt: soon}"
+            ),
+            endpoint("rot", "{url: 'https://e.example'}")
+        ),
+        &[(Kind::Endpoint, "rot", Reason::InvalidSpec)],
+    );
+}
