@@ -55,13 +55,16 @@ impl EgressPolicy {
     /// The default ranges, the API server's address when in a cluster, then `deny` added and
     /// `allow` excepted.
     pub fn new(deny: &[IpNet], allow: &[IpNet]) -> Self {
-        let mut d: Vec<IpNet> = DEFAULT_DENY.iter().filter_map(|s| s.parse().ok()).collect();
-        if let Some(api) = std::env::var("KUBERNETES_SERVICE_HOST")
+        let api_server = std::env::var("KUBERNETES_SERVICE_HOST")
             .ok()
-            .and_then(|h| h.parse::<IpAddr>().ok())
-        {
-            d.push(IpNet::from(api));
-        }
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        Self::with_api_server(deny, allow, api_server)
+    }
+
+    /// [`EgressPolicy::new`] with the API server's address given rather than read.
+    pub fn with_api_server(deny: &[IpNet], allow: &[IpNet], api_server: Option<IpAddr>) -> Self {
+        let mut d: Vec<IpNet> = DEFAULT_DENY.iter().filter_map(|s| s.parse().ok()).collect();
+        d.extend(api_server.map(IpNet::from));
         d.extend_from_slice(deny);
         EgressPolicy {
             deny: d,
@@ -211,6 +214,15 @@ mod tests {
         ] {
             assert!(g.allows(allowed.parse().unwrap()), "{allowed} refused");
         }
+    }
+
+    #[test]
+    fn the_api_servers_service_address_is_refused_in_a_cluster() {
+        let api: IpAddr = "10.96.0.1".parse().unwrap();
+        let g = EgressPolicy::with_api_server(&[], &[], Some(api));
+        assert!(!g.allows(api));
+        assert!(g.allows("10.96.0.2".parse().unwrap()));
+        assert!(EgressPolicy::with_api_server(&[], &[], None).allows(api));
     }
 
     #[test]

@@ -537,4 +537,34 @@ mod tests {
         assert_eq!(ev["data_base64"], "bm90IGpzb24=");
         assert!(ev.get("data").is_none());
     }
+
+    #[test]
+    fn hmac_rotation_sends_both_values_comma_separated_newest_first() {
+        use hookmesh_api::config::PreviousKey;
+        let (event, payload, _, mut endpoint) = fixtures();
+        let h = HmacSigningConfig {
+            header: "x-signature".into(),
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: "sha256=".into(),
+            signed_content: vec![TemplatePart::Body],
+            timestamp_header: None,
+        };
+        endpoint.signing_key = SecretBytes(b"new".to_vec());
+        endpoint.signing = SigningConfig::Hmac(h.clone());
+        endpoint.previous_keys = vec![PreviousKey {
+            key: SecretBytes(b"old".to_vec()),
+            expires_at_ms: u64::MAX,
+        }];
+        let req = built(&endpoint, &event, &payload);
+        let id = event.id.to_string();
+        assert_eq!(
+            header(&req, "x-signature"),
+            format!(
+                "{},{}",
+                hmac_value(&h, b"new", &id, 1_700_000_000, b"{}"),
+                hmac_value(&h, b"old", &id, 1_700_000_000, b"{}")
+            )
+        );
+    }
 }
