@@ -13,8 +13,8 @@
 //! ServiceAccounts to the events ClusterRole (`--sidecar-events-role`), so a sidecar can
 //! record an Event on its own Pod when a drain leaves events undelivered.
 //!
-//! Slices live in the config namespace so that the operator never updates or deletes Secrets
-//! in other namespaces. Binding a Pod's ServiceAccount grants nothing its creator did not have:
+//! Slices live in the config namespace so that the operator never deletes Secrets in other
+//! namespaces (there it only creates signing Secrets, and patches them to rotate on request). Binding a Pod's ServiceAccount grants nothing its creator did not have:
 //! anyone who can create that Pod can mount the namespace's Secrets, and a slice holds only
 //! Secrets of its own namespace.
 //!
