@@ -325,46 +325,40 @@ pub async fn remove(
             source,
         }
     };
-    let dp = DeleteParams::default();
-    let gone = |r: Result<(), kube::Error>| match r {
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        other => other,
-    };
     let name = naming.slice_name(namespace, workload);
     let ns = &naming.config_namespace;
     if naming.events_role.is_some() {
         let bname = naming.events_binding_name(workload);
-        gone(
-            Api::<RoleBinding>::namespaced(client.clone(), namespace)
-                .delete(&bname, &dp)
-                .await
-                .map(drop),
+        delete_if_present(
+            Api::<RoleBinding>::namespaced(client.clone(), namespace),
+            &bname,
         )
+        .await
         .map_err(err(format!("RoleBinding {namespace}/{bname}")))?;
     }
-    gone(
-        Api::<RoleBinding>::namespaced(client.clone(), ns)
-            .delete(&name, &dp)
-            .await
-            .map(drop),
-    )
-    .map_err(err(format!("RoleBinding {ns}/{name}")))?;
-    gone(
-        Api::<Role>::namespaced(client.clone(), ns)
-            .delete(&name, &dp)
-            .await
-            .map(drop),
-    )
-    .map_err(err(format!("Role {ns}/{name}")))?;
+    delete_if_present(Api::<RoleBinding>::namespaced(client.clone(), ns), &name)
+        .await
+        .map_err(err(format!("RoleBinding {ns}/{name}")))?;
+    delete_if_present(Api::<Role>::namespaced(client.clone(), ns), &name)
+        .await
+        .map_err(err(format!("Role {ns}/{name}")))?;
     // The Secret last: while it exists, the next compile still sees the workload as stale.
-    gone(
-        Api::<Secret>::namespaced(client.clone(), ns)
-            .delete(&name, &dp)
-            .await
-            .map(drop),
-    )
-    .map_err(err(format!("Secret {ns}/{name}")))?;
+    delete_if_present(Api::<Secret>::namespaced(client.clone(), ns), &name)
+        .await
+        .map_err(err(format!("Secret {ns}/{name}")))?;
     Ok(())
+}
+
+/// Delete `name`; one that is already gone is fine.
+async fn delete_if_present<K>(api: Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

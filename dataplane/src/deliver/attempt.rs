@@ -89,13 +89,17 @@ async fn attempt(job: &Job, number: u32) -> Health {
             return Health::Unknown;
         }
     };
-    // A delivery to a dead-letter endpoint says where it comes from.
-    let dead_letter = match job.store.dead_letter_of(d.id) {
-        Ok(link) => link,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the delivery's dead-letter link");
-            return Health::Unknown;
-        }
+    // A delivery to a dead-letter endpoint says where it comes from. Those are made with no
+    // subscription, so a routed delivery needs no lookup on this path.
+    let dead_letter = match d.subscription {
+        Some(_) => None,
+        None => match job.store.dead_letter_of(d.id) {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the delivery's dead-letter link");
+                return Health::Unknown;
+            }
+        },
     };
     let req = build_request(&Outgoing {
         event: &event,

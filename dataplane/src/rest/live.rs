@@ -112,11 +112,10 @@ fn endpoint_view(e: &EndpointConfig, subscriptions: usize, state: &AppState) -> 
         None => circuit(&state.circuits, &e.namespace, &e.name),
     };
     let counters = endpoint_counters(&state.metrics, &e.namespace, &e.name);
-    let state_name = circuit;
     EndpointView {
         pods: vec![PodEndpointState {
             node: state.peers.node(),
-            circuit: state_name.clone(),
+            circuit: circuit.clone(),
             counters: counters.clone(),
             paused: pause.map(|p| PauseView {
                 since: p.since,
@@ -134,7 +133,7 @@ fn endpoint_view(e: &EndpointConfig, subscriptions: usize, state: &AppState) -> 
         max_in_flight: e.max_in_flight,
         disabled: e.disabled,
         subscription_count: subscriptions,
-        circuit: state_name,
+        circuit,
         counters,
     }
 }

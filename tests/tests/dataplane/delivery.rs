@@ -827,12 +827,11 @@ async fn gone_410_fails_the_delivery_and_pauses_the_endpoint_until_resumed() -> 
     rx.script([Reply::Status(410)]);
     let (dir, mut gw) = single(&rx, FAST_RETRY, &[]).await?;
     api_key(dir.path())?;
-    let auth = format!("Bearer {WRITE_KEY}");
     let first = ingest(&gw, "order.created", "{}").await?;
     let paused = "hookmesh_endpoint_paused{namespace=\"default\",endpoint=\"hook\"}";
     wait_metric(&gw, paused, 1.0).await?;
     // Seen in the REST API: the endpoint is paused, with the answer and the delivery.
-    let view = wait_for_endpoint(&gw, &auth, |e| e["circuit"] == "paused").await?;
+    let view = wait_for_endpoint(&gw, |e| e["circuit"] == "paused").await?;
     assert_eq!(view["pods"][0]["paused"]["reason"], "HTTP 410 Gone");
     assert!(view["pods"][0]["paused"]["delivery_id"]
         .as_str()
@@ -842,15 +841,14 @@ async fn gone_410_fails_the_delivery_and_pauses_the_endpoint_until_resumed() -> 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.count(), 1, "a paused endpoint got another delivery");
     // A read of an unknown endpoint, and a resume without a write key, are refused.
-    let r = gw
-        .request(
-            http::Method::POST,
-            "/api/v1/endpoints/default/nope/resume",
-            &[("authorization", &auth)],
-            bytes::Bytes::new(),
-        )
-        .await?;
-    r.expect_error(404, "ENDPOINT_NOT_FOUND");
+    gw.call(
+        http::Method::POST,
+        "/api/v1/endpoints/default/nope/resume",
+        WRITE_KEY,
+        None,
+    )
+    .await
+    .expect_error(404, "ENDPOINT_NOT_FOUND");
     let r = gw
         .request(
             http::Method::POST,
@@ -861,13 +859,13 @@ async fn gone_410_fails_the_delivery_and_pauses_the_endpoint_until_resumed() -> 
         .await?;
     assert_eq!(r.status, 401);
     let r = gw
-        .request(
+        .call(
             http::Method::POST,
             "/api/v1/endpoints/default/hook/resume",
-            &[("authorization", &auth)],
-            bytes::Bytes::new(),
+            WRITE_KEY,
+            None,
         )
-        .await?;
+        .await;
     r.expect(200);
     assert_eq!(
         r.json()["data"][0]["circuit"]
@@ -893,20 +891,11 @@ async fn gone_410_fails_the_delivery_and_pauses_the_endpoint_until_resumed() -> 
 /// Poll `GET /api/v1/endpoints` until the endpoint `hook` satisfies `want`.
 async fn wait_for_endpoint(
     gw: &Gateway,
-    auth: &str,
     want: impl Fn(&serde_json::Value) -> bool,
 ) -> anyhow::Result<serde_json::Value> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let r = gw
-            .request(
-                http::Method::GET,
-                "/api/v1/endpoints",
-                &[("authorization", auth)],
-                bytes::Bytes::new(),
-            )
-            .await?;
-        let body = r.json();
+        let body = gw.get("/api/v1/endpoints", WRITE_KEY).await.json();
         if let Some(e) = body["data"]
             .as_array()
             .and_then(|a| a.iter().find(|e| e["name"] == "hook"))
@@ -1168,25 +1157,15 @@ spec:
     assert_eq!(rx.count(), 2, "both attempts went to the failing endpoint");
 
     // The REST API links the two.
-    let auth = format!("Bearer {WRITE_KEY}");
-    let get = |path: String| {
-        let auth = auth.clone();
-        let gw = &gw;
-        async move {
-            gw.request(
-                http::Method::GET,
-                &path,
-                &[("authorization", &auth)],
-                bytes::Bytes::new(),
-            )
-            .await
-        }
-    };
-    let r = get(format!("/api/v1/deliveries/{original}")).await?;
+    let r = gw
+        .get(&format!("/api/v1/deliveries/{original}"), WRITE_KEY)
+        .await;
     r.expect(200);
     assert_eq!(r.json()["status"], "dead_letter");
     assert_eq!(r.json()["forwarded_to"], forwarded.as_str());
-    let r = get(format!("/api/v1/deliveries/{forwarded}")).await?;
+    let r = gw
+        .get(&format!("/api/v1/deliveries/{forwarded}"), WRITE_KEY)
+        .await;
     r.expect(200);
     let v = r.json();
     assert_eq!(v["endpoint"], "dlq");

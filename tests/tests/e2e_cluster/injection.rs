@@ -200,7 +200,7 @@ async fn sidecar_mode(
             .is_some_and(|o| o.iter().any(|r| r.kind == "ReplicaSet"))
     };
     let by_app = ListParams::default().labels(&format!("app={WORKLOAD}"));
-    wait::retry(
+    let stored = wait::retry(
         "the Deployment's Pods with their sidecar",
         Duration::from_secs(60),
         || async {
@@ -210,18 +210,11 @@ async fn sidecar_mode(
             for p in &made {
                 ensure!(sidecar_of(p).is_some(), "a Deployment Pod without sidecar");
             }
-            Ok(())
+            Ok(made[0].clone())
         },
     )
     .await
     .with_context(|| operator.log_tail())?;
-    let stored = pods
-        .list(&by_app)
-        .await?
-        .items
-        .into_iter()
-        .find(from_deployment)
-        .context("the Deployment's Pods went away")?;
     let side = sidecar_of(&stored).context("the stored Pod has no sidecar")?;
     ensure!(
         side.restart_policy.as_deref() == Some("Always"),
