@@ -62,6 +62,7 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
     let opts = Options {
         config: ConfigFrom::Manifests(manifests.clone()),
         data_dir: dir.path().join("data"),
+        store_cache_mb: hookmesh_dataplane::store::DEFAULT_CACHE_MB,
         listen,
         api_rate_limit: 1_000_000,
         retention: Default::default(),

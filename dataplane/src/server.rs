@@ -30,6 +30,8 @@ pub enum ConfigFrom {
 pub struct Options {
     pub config: ConfigFrom,
     pub data_dir: PathBuf,
+    /// sled's page cache, in MiB.
+    pub store_cache_mb: u64,
     pub listen: SocketAddr,
     /// REST API requests per second per API key (0: unlimited).
     pub api_rate_limit: u32,
@@ -45,7 +47,7 @@ pub struct Options {
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
-    let store = Store::open(&opts.data_dir.join("sled"))
+    let store = Store::open_with(&opts.data_dir.join("sled"), opts.store_cache_mb << 20)
         .with_context(|| format!("opening the store under {}", opts.data_dir.display()))?;
     let (live, kube_client) = match &opts.config {
         ConfigFrom::Manifests(dir) => {

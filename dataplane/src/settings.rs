@@ -34,6 +34,11 @@ pub struct Cli {
     /// Where sled keeps its files.
     #[arg(long, env = "HOOKMESH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// sled's page cache in MiB: what the store keeps in memory beyond the records in use. The
+    /// largest share of the process's memory under load; more helps listings over old events.
+    #[arg(long, env = "HOOKMESH_STORE_CACHE_MB", default_value_t = crate::store::DEFAULT_CACHE_MB,
+        value_parser = clap::value_parser!(u64).range(8..=1_048_576))]
+    pub store_cache_mb: u64,
     /// Address for ingest, the REST API, /metrics and probes.
     #[arg(long, env = "HOOKMESH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -207,6 +212,7 @@ impl Cli {
         Ok(Options {
             config,
             data_dir: self.data_dir.clone(),
+            store_cache_mb: self.store_cache_mb,
             listen: self.listen,
             api_rate_limit: self.api_rate_limit,
             retention: RetentionOptions {

@@ -45,16 +45,21 @@ pub use reads::{DeliveryFilter, EventFilter, Page, PAYLOAD_COST, SCAN_BUDGET};
 
 use handle::{Inner, Signals, Trees};
 
-/// sled's page cache.
-const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// sled's page cache by default, in MiB (`--store-cache-mb`).
+pub const DEFAULT_CACHE_MB: u64 = 64;
 
 impl Store {
     /// Open (or create) the store under `dir`: repair the last ingest group if a crash cut it
     /// short, then make due again whatever was in flight when the process last stopped.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, DEFAULT_CACHE_MB << 20)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes`.
+    pub fn open_with(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(500))
             .open()?;
         let trees = Trees {
