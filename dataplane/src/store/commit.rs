@@ -15,7 +15,7 @@
 //! Due entries come after event records so the delivery engine never claims a delivery whose
 //! event it cannot read yet.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::thread;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, get, put};
 use super::errors::StoreError;
+use super::groups::{self, Member, Width};
 use super::handle::{Signals, Store, Trees};
 use super::keys::*;
 use super::model::*;
@@ -163,12 +164,79 @@ fn run(db: sled::Db, trees: Trees, signals: Signals, mut rx: mpsc::Receiver<Job>
 }
 
 /// Key of the intent record in the `meta` tree.
-const INTENT_KEY: &[u8] = b"ingest-intent";
+const INTENT_KEY: &[u8] = b"ingest-intent-2";
+/// Where layout 1 kept it (without the group entries): a store written by it may still hold
+/// the intent of its last group.
+const INTENT_V1_KEY: &[u8] = b"ingest-intent";
 
 /// What one group is about to write, enough to finish or undo each event after a crash.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Intent {
     events: Vec<IntentEvent>,
+    /// The group index entries it writes.
+    groups: Vec<(IndexTree, Vec<u8>)>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IntentV1 {
+    events: Vec<IntentEvent>,
+}
+
+/// The indexes that take group entries (see `groups`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum IndexTree {
+    Source,
+    Status,
+    Endpoint,
+}
+
+impl IndexTree {
+    fn width(self) -> Width {
+        match self {
+            IndexTree::Endpoint => Width::Pair,
+            IndexTree::Source | IndexTree::Status => Width::Id,
+        }
+    }
+}
+
+fn index_tree(t: &Trees, which: IndexTree) -> &sled::Tree {
+    match which {
+        IndexTree::Source => &t.idx_source,
+        IndexTree::Status => &t.idx_status,
+        IndexTree::Endpoint => &t.idx_endpoint,
+    }
+}
+
+/// Every group index entry of one group, by tree: per source, per endpoint, per status fixed
+/// at ingest (all but pending).
+fn index_entries(prepared: &[Prepared<'_>]) -> Vec<(IndexTree, Vec<groups::Entry>)> {
+    let mut by: BTreeMap<(IndexTree, Vec<u8>), Vec<Member>> = BTreeMap::new();
+    for p in prepared {
+        let e = &p.new.event;
+        let id = e.id.0 .0;
+        by.entry((IndexTree::Source, name_prefix(&e.namespace, &e.source)))
+            .or_default()
+            .push((id, id));
+        if e.status != EventStatus::Pending {
+            by.entry((IndexTree::Status, vec![e.status.code()]))
+                .or_default()
+                .push((id, id));
+        }
+        for d in &p.new.deliveries {
+            by.entry((IndexTree::Endpoint, name_prefix(&d.namespace, &d.endpoint)))
+                .or_default()
+                .push((d.id.0 .0, id));
+        }
+    }
+    let mut out: Vec<(IndexTree, Vec<groups::Entry>)> = Vec::new();
+    for ((tree, prefix), members) in by {
+        let entries = groups::entries(&prefix, tree.width(), members);
+        match out.last_mut() {
+            Some((last, list)) if *last == tree => list.extend(entries),
+            _ => out.push((tree, entries)),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -234,7 +302,12 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
     if prepared.is_empty() {
         return Ok(outcomes);
     }
+    let index = index_entries(&prepared);
     let intent = Intent {
+        groups: index
+            .iter()
+            .flat_map(|(tree, entries)| entries.iter().map(|(k, _)| (*tree, k.clone())))
+            .collect(),
         events: prepared
             .iter()
             .map(|p| IntentEvent {
@@ -258,19 +331,18 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
             t.deliveries.insert(d.id.to_key(), bytes.as_slice())?;
         }
     }
-    for p in &prepared {
-        for d in &p.new.deliveries {
-            t.idx_endpoint.insert(endpoint_key(d), &p.key)?;
+    for (tree, entries) in index {
+        let tree = index_tree(t, tree);
+        for (k, v) in entries {
+            tree.insert(k, v)?;
         }
     }
     for p in &prepared {
-        let e = &p.new.event;
-        t.idx_source
-            .insert(source_key(&e.namespace, &e.source, e.id), &[])?;
-    }
-    for p in &prepared {
-        t.idx_status
-            .insert(status_key(p.new.event.status, p.new.event.id), &[])?;
+        // Pending changes for nearly every event, so it keeps a key per event (see `groups`).
+        if p.new.event.status == EventStatus::Pending {
+            t.idx_status
+                .insert(status_key(p.new.event.status, p.new.event.id), &[])?;
+        }
     }
     for p in &prepared {
         t.events.insert(p.key, p.event.as_slice())?;
@@ -300,11 +372,26 @@ fn live_claim(stored: &[u8], e: &EventRecord) -> Option<EventId> {
 /// At open, before anything else writes: make the last group's events whole or absent (see
 /// the module docs). Idempotent; a group that was written completely needs no change.
 pub(super) fn recover_last_group(t: &Trees) -> Result<(), StoreError> {
-    let Some(intent) = get::<Intent>(&t.meta, INTENT_KEY)? else {
-        return Ok(());
-    };
+    if let Some(old) = get::<IntentV1>(&t.meta, INTENT_V1_KEY)? {
+        recover(t, &old.events, &[])?;
+        t.meta.remove(INTENT_V1_KEY)?;
+    }
+    if let Some(intent) = get::<Intent>(&t.meta, INTENT_KEY)? {
+        recover(t, &intent.events, &intent.groups)?;
+        t.meta.remove(INTENT_KEY)?;
+    }
+    t.meta.flush()?;
+    Ok(())
+}
+
+fn recover(
+    t: &Trees,
+    events: &[IntentEvent],
+    groups: &[(IndexTree, Vec<u8>)],
+) -> Result<(), StoreError> {
     let (mut finished, mut removed) = (0usize, 0usize);
-    for ie in &intent.events {
+    let mut absent: HashSet<u128> = HashSet::new();
+    for ie in events {
         let key = ie.id.to_key();
         if t.events.contains_key(key)? {
             for did in &ie.deliveries {
@@ -325,8 +412,10 @@ pub(super) fn recover_last_group(t: &Trees) -> Result<(), StoreError> {
                 }
             }
         } else {
+            absent.insert(ie.id.0 .0);
             for did in &ie.deliveries {
                 if let Some(d) = get::<DeliveryRecord>(&t.deliveries, &did.to_key())? {
+                    // A layout-1 group wrote an endpoint key per delivery.
                     t.idx_endpoint.remove(endpoint_key(&d))?;
                     t.deliveries.remove(did.to_key())?;
                 }
@@ -338,8 +427,23 @@ pub(super) fn recover_last_group(t: &Trees) -> Result<(), StoreError> {
             removed += 1;
         }
     }
-    t.meta.remove(INTENT_KEY)?;
-    t.meta.flush()?;
+    if !absent.is_empty() {
+        // The group's entries may name events that are gone: keep the rest of each.
+        for (which, k) in groups {
+            let tree = index_tree(t, *which);
+            let Some(v) = tree.get(k)? else { continue };
+            let tail = k.get(k.len().saturating_sub(17)..).unwrap_or_default();
+            match groups::without(tail, &v, which.width(), |m| absent.contains(&m.1)) {
+                Some(Some(kept)) => {
+                    tree.insert(k.as_slice(), kept)?;
+                }
+                Some(None) => {
+                    tree.remove(k)?;
+                }
+                None => {}
+            }
+        }
+    }
     if finished + removed > 0 {
         tracing::warn!(
             completed_writes = finished,
@@ -352,16 +456,19 @@ pub(super) fn recover_last_group(t: &Trees) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{keys, new_event, open, reopen};
+    use super::super::reads::EventFilter;
+    use super::super::testing::{index_members, keys, new_event, open, reopen};
     use super::*;
 
-    /// The trees after `write_group`, in the order it writes them (the intent comes first).
+    /// The trees in the order `write_group` writes them after the intent (the group entries of
+    /// `idx_source` and `idx_endpoint`, then the pending keys of `idx_status`); within a tree it
+    /// writes in key order.
     fn tree_order(t: &Trees) -> [&sled::Tree; 8] {
         [
             &t.payloads,
             &t.deliveries,
-            &t.idx_endpoint,
             &t.idx_source,
+            &t.idx_endpoint,
             &t.idx_status,
             &t.events,
             &t.due,
@@ -369,109 +476,197 @@ mod tests {
         ]
     }
 
-    /// Write a group of two events, then undo every tree from `cut` on for the second one, as
-    /// if the process died there: sled recovers a prefix of its log.
-    fn crash_after(cut: usize) -> (tempfile::TempDir, std::path::PathBuf, NewEvent, NewEvent) {
-        let (dir, store) = open();
-        let path = dir.path().join("sled");
+    type Write = (usize, Vec<u8>, Vec<u8>);
+
+    /// A group of two events (two deliveries and an idempotency key each), written, then every
+    /// write it made in order: sled recovers a prefix of its log, so a crash leaves the intent
+    /// and some prefix of these.
+    fn group_writes() -> (Vec<u8>, Vec<Write>, NewEvent, NewEvent) {
+        let (_dir, store) = open();
         let first = new_event("github", 2, Some("k1"), 10);
         let second = new_event("github", 2, Some("k2"), 10);
         let t = store.trees();
         write_group(t, &[&first, &second]).expect("write");
-        for tree in tree_order(t).iter().skip(cut) {
-            for k in keys(tree) {
-                let belongs_to_second = k.windows(16).any(|w| {
-                    w == second.event.id.to_key()
-                        || second.deliveries.iter().any(|d| w == d.id.to_key())
-                });
-                if belongs_to_second {
-                    tree.remove(k).expect("remove");
-                }
+        let intent = t
+            .meta
+            .get(INTENT_KEY)
+            .expect("read")
+            .expect("intent")
+            .to_vec();
+        let mut writes = Vec::new();
+        for (n, tree) in tree_order(t).iter().enumerate() {
+            for item in tree.iter() {
+                let (k, v) = item.expect("read");
+                writes.push((n, k.to_vec(), v.to_vec()));
             }
         }
-        // Claims are keyed by their idempotency key, not an id.
-        if cut <= 7 {
-            t.idempotency
-                .remove(b"default\0github\0k2")
-                .expect("remove");
-        }
-        drop(store);
-        (dir, path, first, second)
+        (intent, writes, first, second)
     }
 
-    fn is_whole(store: &Store, e: &NewEvent) -> bool {
-        let t = store.trees();
-        let key = e.event.id.to_key();
-        t.events.contains_key(key).expect("read")
-            && t.payloads.contains_key(key).expect("read")
-            && e.deliveries.iter().all(|d| {
-                t.deliveries.contains_key(d.id.to_key()).expect("read")
-                    && t.due.contains_key(due_key(10, d.id)).expect("read")
-                    && t.idx_endpoint.contains_key(endpoint_key(d)).expect("read")
-            })
-            && t.idx_source
-                .contains_key(concat(&[b"default\0github\0", &key]))
-                .expect("read")
-            && t.idx_status
-                .contains_key(status_key(EventStatus::Pending, e.event.id))
-                .expect("read")
-    }
-
+    /// Everything that names `e`'s event or delivery ids, index entries' members included.
     fn mentions(store: &Store, e: &NewEvent) -> usize {
         let t = store.trees();
-        let ids: Vec<[u8; 16]> = std::iter::once(e.event.id.to_key())
-            .chain(e.deliveries.iter().map(|d| d.id.to_key()))
+        let ids: Vec<u128> = std::iter::once(e.event.id.0 .0)
+            .chain(e.deliveries.iter().map(|d| d.id.0 .0))
             .collect();
-        [
+        let keyed = [
             &t.payloads,
             &t.deliveries,
-            &t.idx_endpoint,
-            &t.idx_source,
-            &t.idx_status,
             &t.events,
             &t.due,
             &t.idempotency,
         ]
         .iter()
         .flat_map(|tree| keys(tree))
-        .filter(|k| ids.iter().any(|id| k.windows(16).any(|w| w == id)))
-        .count()
+        .filter(|k| {
+            ids.iter()
+                .any(|id| k.windows(16).any(|w| w == id.to_be_bytes()))
+        })
+        .count();
+        let claims = t
+            .idempotency
+            .iter()
+            .values()
+            .filter(|v| {
+                v.as_ref()
+                    .is_ok_and(|v| v.starts_with(&e.event.id.to_key()))
+            })
+            .count();
+        let indexed = [
+            index_members(&t.idx_source, Width::Id, true),
+            index_members(&t.idx_status, Width::Id, false),
+            index_members(&t.idx_endpoint, Width::Pair, true),
+        ]
+        .iter()
+        .flatten()
+        .filter(|(id, of)| ids.contains(id) || ids.contains(of))
+        .count();
+        keyed + claims + indexed
     }
 
+    /// Stored with everything attached, as the store's own reads see it.
+    fn is_whole(store: &Store, e: &NewEvent) -> bool {
+        let id = e.event.id;
+        let listed = |f: EventFilter| {
+            store
+                .list_events(&f, None, 100, usize::MAX)
+                .expect("list")
+                .items
+                .iter()
+                .any(|x| x.id == id)
+        };
+        store.event(id).expect("read").is_some()
+            && store.payload(id).expect("read").is_some()
+            && store.deliveries_of(id).expect("read").len() == e.deliveries.len()
+            && e.deliveries.iter().all(|d| {
+                store
+                    .trees()
+                    .due
+                    .contains_key(due_key(10, d.id))
+                    .expect("read")
+                    && listed(EventFilter {
+                        endpoint: Some(d.endpoint.clone()),
+                        ..Default::default()
+                    })
+            })
+            && listed(EventFilter {
+                source: Some("github".into()),
+                ..Default::default()
+            })
+            && listed(EventFilter {
+                statuses: vec![EventStatus::Pending],
+                ..Default::default()
+            })
+            && store
+                .trees()
+                .idempotency
+                .get(claim_key(
+                    "default",
+                    "github",
+                    e.event.idempotency_key.as_deref().unwrap_or(""),
+                ))
+                .expect("read")
+                .is_some_and(|v| EventId::from_key(&v) == Some(id))
+    }
+
+    /// Every cut point of a group: after the intent and any prefix of the group's writes, the
+    /// next open leaves each event whole or without a trace, and whole once its record was
+    /// written.
     #[test]
-    fn a_group_cut_before_its_event_records_leaves_no_trace_of_them() {
-        for cut in 0..=5 {
-            let (_dir, path, first, second) = crash_after(cut);
+    fn a_group_cut_at_any_write_leaves_each_event_whole_or_absent() {
+        let (intent, writes, first, second) = group_writes();
+        let events_tree = 5;
+        for cut in 0..=writes.len() {
+            let (dir, store) = open();
+            let path = dir.path().join("sled");
+            let t = store.trees();
+            t.meta
+                .insert(INTENT_KEY, intent.as_slice())
+                .expect("intent");
+            for (n, k, v) in &writes[..cut] {
+                tree_order(t)[*n]
+                    .insert(k.as_slice(), v.as_slice())
+                    .expect("write");
+            }
+            let written = |e: &NewEvent| {
+                writes[..cut]
+                    .iter()
+                    .any(|(n, k, _)| *n == events_tree && k[..] == e.event.id.to_key())
+            };
+            drop(store);
             let store = reopen(&path);
-            assert!(
-                is_whole(&store, &first),
-                "cut {cut}: the first event is whole"
-            );
-            assert_eq!(
-                mentions(&store, &second),
-                0,
-                "cut {cut}: leftovers of the second"
-            );
+            for e in [&first, &second] {
+                if written(e) {
+                    assert!(
+                        is_whole(&store, e),
+                        "cut {cut}: a written record is completed"
+                    );
+                } else {
+                    assert_eq!(
+                        mentions(&store, e),
+                        0,
+                        "cut {cut}: leftovers of an absent event"
+                    );
+                }
+            }
             assert!(store.trees().meta.get(INTENT_KEY).expect("read").is_none());
         }
     }
 
+    /// A store written by layout 1 may hold its last group's intent in the old form.
     #[test]
-    fn a_group_cut_after_its_event_records_is_completed() {
-        for cut in 6..=8 {
-            let (_dir, path, first, second) = crash_after(cut);
-            let store = reopen(&path);
-            assert!(is_whole(&store, &first), "cut {cut}");
-            assert!(is_whole(&store, &second), "cut {cut}: due entries restored");
-            // The claim is back, so the provider's retry is a duplicate, not a second event.
-            let claim = store
-                .trees()
-                .idempotency
-                .get(b"default\0github\0k2")
-                .expect("read")
-                .expect("claim restored");
-            assert_eq!(EventId::from_key(&claim), Some(second.event.id));
-        }
+    fn a_layout_1_intent_is_recovered() {
+        let (dir, store) = open();
+        let path = dir.path().join("sled");
+        let e = new_event("github", 1, None, 10);
+        let t = store.trees();
+        let old = IntentV1 {
+            events: vec![IntentEvent {
+                id: e.event.id,
+                namespace: "default".into(),
+                source: "github".into(),
+                status: EventStatus::Pending,
+                deliveries: vec![e.deliveries[0].id],
+                claim: None,
+            }],
+        };
+        put(&t.meta, INTENT_V1_KEY, &old).expect("intent");
+        // Layout 1 wrote a key per event; the record never made it.
+        t.payloads
+            .insert(e.event.id.to_key(), b"x".as_slice())
+            .expect("write");
+        t.idx_source
+            .insert(source_key("default", "github", e.event.id), &[])
+            .expect("write");
+        drop(store);
+        let store = reopen(&path);
+        assert_eq!(mentions(&store, &e), 0);
+        assert!(store
+            .trees()
+            .meta
+            .get(INTENT_V1_KEY)
+            .expect("read")
+            .is_none());
     }
 
     #[test]

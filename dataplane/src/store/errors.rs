@@ -16,6 +16,11 @@ pub enum StoreError {
         "the store refuses writes since a flush failed ({0}); restart once the cause is fixed"
     )]
     WritesRefused(String),
+    /// The data directory was written by a newer hookmesh whose layout this one cannot read.
+    #[error(
+        "the store under this data directory has layout {found}; this hookmesh reads layouts up to {supported}. Run the hookmesh version that wrote it (or newer), or start on an empty --data-dir"
+    )]
+    NewerLayout { found: u8, supported: u8 },
     #[error("the store is shutting down")]
     Closed,
 }

@@ -9,6 +9,7 @@ use super::errors::StoreError;
 use super::handle::Store;
 use super::keys::*;
 use super::model::*;
+use super::reads::distinct_segments;
 
 impl Store {
     /// Delete an event with its payload, deliveries, attempts, queue and index entries.
@@ -107,7 +108,31 @@ impl Store {
                 deleted += 1;
             }
         }
+        self.drop_old_groups(before)?;
         Ok(deleted)
+    }
+
+    /// Drop the group index entries whose members are all gone: keyed (by their largest
+    /// member) below both `before` and the oldest event kept. Returns how many went.
+    fn drop_old_groups(&self, before: Millis) -> Result<usize, StoreError> {
+        let t = self.trees();
+        let oldest = match t.events.first()? {
+            Some((k, _)) => EventId::from_key(&k).map_or(0, |id| id.0 .0),
+            None => u128::MAX,
+        };
+        let below = oldest.min(ulid_floor(before).0);
+        let mut dropped = 0;
+        for tree in [&t.idx_source, &t.idx_endpoint] {
+            for ns in distinct_segments(tree, &[])? {
+                for name in distinct_segments(tree, &concat(&[ns.as_bytes(), &[0]]))? {
+                    dropped += drop_below(tree, &name_prefix(&ns, &name), below)?;
+                }
+            }
+        }
+        for status in EventStatus::ALL {
+            dropped += drop_below(&t.idx_status, &[status.code()], below)?;
+        }
+        Ok(dropped)
     }
 
     /// Retention, housekeeping: forget idempotency keys whose window closed before `now`.
@@ -147,4 +172,17 @@ impl Store {
         let resume = if scanned < batch { None } else { last };
         Ok((expired, resume))
     }
+}
+
+/// Remove `tree`'s entries under `prefix` keyed below the id `below`.
+fn drop_below(tree: &sled::Tree, prefix: &[u8], below: u128) -> Result<usize, StoreError> {
+    let end = concat(&[prefix, &below.to_be_bytes()]);
+    let keys: Vec<sled::IVec> = tree
+        .range(prefix.to_vec()..end)
+        .keys()
+        .collect::<Result<_, _>>()?;
+    for k in &keys {
+        tree.remove(k)?;
+    }
+    Ok(keys.len())
 }

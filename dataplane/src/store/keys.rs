@@ -54,13 +54,6 @@ pub(crate) fn endpoint_key(d: &DeliveryRecord) -> Vec<u8> {
     concat(&[&name_prefix(&d.namespace, &d.endpoint), &d.id.to_key()])
 }
 
-/// The delivery id at the end of an `idx_endpoint` key.
-pub(crate) fn endpoint_key_delivery(k: &[u8]) -> Option<DeliveryId> {
-    k.len()
-        .checked_sub(16)
-        .and_then(|at| DeliveryId::from_key(&k[at..]))
-}
-
 /// status code + event id, the event's entry in `idx_status`.
 pub(crate) fn status_key(status: EventStatus, id: EventId) -> Vec<u8> {
     concat(&[&[status.code()], &id.to_key()])

@@ -2,6 +2,7 @@
 //!
 //! - `model`: what is stored (events, payloads, deliveries, attempts) and the ids;
 //! - `keys` and `codec`: how keys and values are laid out on disk;
+//! - `groups`: the index entries ingest writes once per commit group;
 //! - `handle`: the trees, the per-event `locks`, and the signals every writer shares;
 //! - `commit`: ingest, by group commit, and the repair of a group a crash cut short;
 //! - `queue`: the delivery queue (claim, finish, requeue, replay, recovery at open);
@@ -10,7 +11,7 @@
 //! - `handoff`: export and import of whole events, for a pod handing its queue to a peer;
 //! - `pauses`: endpoints their receiver paused (410 Gone), until resumed.
 //!
-//! The hot paths write single keys, in an order chosen so that whatever prefix of them survives
+//! The hot paths write single keys (the indexes of what ingest fixes, once per group), in an order chosen so that whatever prefix of them survives
 //! a crash is consistent or repaired at the next open; the per-event locks stand in for
 //! transactions against concurrent writers. Why not sled transactions: each one takes a
 //! database-wide lock and writes sled's IO buffer out synchronously (see `locks.rs`).
@@ -20,6 +21,7 @@ mod codec;
 mod commit;
 mod errors;
 mod expiry;
+mod groups;
 mod handle;
 mod handoff;
 mod keys;
@@ -44,6 +46,29 @@ pub use queue::{Claimed, Finish};
 pub use reads::{DeliveryFilter, EventFilter, Page, PAYLOAD_COST, SCAN_BUDGET};
 
 use handle::{Inner, Signals, Trees};
+
+/// The on-disk layout this code writes. 1: an index key per event. 2: the indexes of what
+/// ingest fixes (source, endpoint, unrouted status) as one entry per commit group (`groups`).
+/// Layout 2 reads layout-1 keys as groups of one, so a layout-1 store opens as it is.
+pub const LAYOUT: u8 = 2;
+const LAYOUT_KEY: &[u8] = b"layout";
+
+/// Refuse a store written in a newer layout; mark an older or new one as this layout.
+fn check_layout(meta: &sled::Tree) -> Result<(), StoreError> {
+    let found = meta.get(LAYOUT_KEY)?.and_then(|v| v.first().copied());
+    match found {
+        Some(found) if found > LAYOUT => Err(StoreError::NewerLayout {
+            found,
+            supported: LAYOUT,
+        }),
+        Some(LAYOUT) => Ok(()),
+        _ => {
+            meta.insert(LAYOUT_KEY, &[LAYOUT])?;
+            meta.flush()?;
+            Ok(())
+        }
+    }
+}
 
 /// sled's page cache by default, in MiB (`--store-cache-mb`).
 pub const DEFAULT_CACHE_MB: u64 = 64;
@@ -77,6 +102,7 @@ impl Store {
             pauses: db.open_tree("endpoint_pauses")?,
             dead_letters: db.open_tree("dead_letters")?,
         };
+        check_layout(&trees.meta)?;
         commit::recover_last_group(&trees)?;
         let signals = Signals::default();
         let committer = commit::Committer::start(db.clone(), trees.clone(), signals.clone());
@@ -91,5 +117,158 @@ impl Store {
         };
         store.recover_in_flight(now_ms())?;
         Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::testing::{ingest, new_event};
+    use super::*;
+
+    /// A copy of the layout-1 store in `fixtures/v1` (see its README), opened.
+    fn open_v1_fixture() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sled");
+        std::fs::create_dir_all(path.join("blobs")).expect("mkdir");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/fixtures/v1");
+        for f in ["conf", "db"] {
+            std::fs::copy(fixture.join(f), path.join(f)).expect("copy fixture");
+        }
+        let store = Store::open(&path).expect("a layout-1 store opens");
+        (dir, path, store)
+    }
+
+    fn listed(store: &Store, f: EventFilter) -> Vec<EventRecord> {
+        store
+            .list_events(&f, None, 100, usize::MAX)
+            .expect("list")
+            .items
+    }
+
+    fn sources(store: &Store, source: &str) -> usize {
+        listed(
+            store,
+            EventFilter {
+                source: Some(source.into()),
+                ..Default::default()
+            },
+        )
+        .len()
+    }
+
+    #[test]
+    fn a_layout_1_store_opens_and_reads_as_it_was_written() {
+        let (_dir, _path, store) = open_v1_fixture();
+        let all = listed(&store, EventFilter::default());
+        assert_eq!(all.len(), 3);
+        // Newest first: stripe, then the github event with deliveries, then the unrouted one.
+        let (b, a, c) = (&all[0], &all[1], &all[2]);
+        assert_eq!((b.source.as_str(), a.source.as_str()), ("stripe", "github"));
+        assert_eq!(sources(&store, "github"), 2);
+        assert_eq!(sources(&store, "stripe"), 1);
+        let status = |s: EventStatus| {
+            listed(
+                &store,
+                EventFilter {
+                    statuses: vec![s],
+                    ..Default::default()
+                },
+            )
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(status(EventStatus::Unrouted), vec![c.id]);
+        assert_eq!(status(EventStatus::Pending), vec![b.id, a.id]);
+        let to_ep1 = listed(
+            &store,
+            EventFilter {
+                endpoint: Some("ep1".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(to_ep1.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a.id]);
+        let page = store
+            .list_deliveries(
+                &DeliveryFilter {
+                    endpoint: Some("ep0".into()),
+                    ..Default::default()
+                },
+                None,
+                10,
+                usize::MAX,
+            )
+            .expect("deliveries");
+        assert_eq!(page.items.len(), 2, "a's and b's deliveries to ep0");
+
+        let body = store.payload(a.id).expect("read").expect("payload").body;
+        assert_eq!(body, br#"{"action":"opened","n":1}"#);
+        assert!(c.payload_expired && store.payload(c.id).expect("read").is_none());
+        let ds = store.deliveries_of(a.id).expect("deliveries");
+        assert_eq!(ds[0].status, DeliveryStatus::Success);
+        assert_eq!(store.attempts(ds[0].id).expect("attempts").len(), 1);
+        assert_eq!(ds[1].status, DeliveryStatus::Retrying);
+        assert_eq!(ds[1].next_attempt_at, Some(9_000_000_000_000));
+        // b's delivery is still due.
+        let b_delivery = b.delivery_ids[0];
+        let due = store.due_after(now_ms(), None, 10).expect("due");
+        assert!(due.iter().any(|(_, id)| *id == b_delivery));
+
+        // Its idempotency claim is there (its window closed long ago: the fixture's clock is
+        // the epoch), and new events list beside the old ones.
+        let claim = store
+            .trees()
+            .idempotency
+            .get(keys::claim_key("default", "github", "delivery-1"))
+            .expect("read")
+            .expect("claim");
+        assert_eq!(EventId::from_key(&claim), Some(a.id));
+        let fresh = new_event("github", 1, None, now_ms());
+        let fresh_id = fresh.event.id;
+        ingest(&store, fresh);
+        let github = listed(
+            &store,
+            EventFilter {
+                source: Some("github".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            github.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![fresh_id, a.id, c.id]
+        );
+        assert_eq!(
+            store.trees().meta.get(b"layout").expect("read").as_deref(),
+            Some(&[LAYOUT][..])
+        );
+    }
+
+    #[test]
+    fn a_store_of_a_newer_layout_is_refused_with_what_to_do() {
+        let (_dir, path, store) = open_v1_fixture();
+        store
+            .trees()
+            .meta
+            .insert(b"layout", &[LAYOUT + 1])
+            .expect("write");
+        store.flush().expect("flush");
+        drop(store);
+        // sled may hold the directory's lock a moment after the last handle goes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let err = loop {
+            match Store::open(&path) {
+                Err(e @ StoreError::NewerLayout { .. }) => break e,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => panic!("expected a refusal: {:?}", other.err()),
+            }
+        };
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::NewerLayout { found, .. } if found == LAYOUT + 1));
+        assert!(
+            text.contains("layout 3") && text.contains("--data-dir"),
+            "{text}"
+        );
     }
 }

@@ -16,6 +16,7 @@
 
 use super::codec::{get, put};
 use super::errors::StoreError;
+use super::groups;
 use super::handle::Store;
 use super::keys::*;
 use super::locks::Held;
@@ -144,25 +145,31 @@ impl Store {
         now: Millis,
     ) -> Result<usize, StoreError> {
         let mut moved = 0;
-        for item in self
-            .trees()
-            .idx_endpoint
-            .scan_prefix(name_prefix(namespace, endpoint))
-        {
-            let (k, _) = item?;
-            let Some(id) = endpoint_key_delivery(&k) else {
-                continue;
-            };
-            let Some(d) = self.delivery(id)? else {
-                continue;
-            };
-            let waiting = matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying);
-            if waiting && d.next_attempt_at.is_some_and(|at| at > now) {
-                self.requeue(id, now)?;
-                moved += 1;
+        let prefix = name_prefix(namespace, endpoint);
+        for item in self.trees().idx_endpoint.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let members = k
+                .get(prefix.len()..)
+                .and_then(|tail| groups::members(tail, &v, groups::Width::Pair))
+                .unwrap_or_default();
+            for (delivery, _) in members {
+                moved += self.pull_one(DeliveryId(ulid::Ulid(delivery)), now)?;
             }
         }
         Ok(moved)
+    }
+
+    /// Pull one delivery forward to `now` if it waits for later; 1 if it moved.
+    fn pull_one(&self, id: DeliveryId, now: Millis) -> Result<usize, StoreError> {
+        let Some(d) = self.delivery(id)? else {
+            return Ok(0);
+        };
+        let waiting = matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying);
+        if waiting && d.next_attempt_at.is_some_and(|at| at > now) {
+            self.requeue(id, now)?;
+            return Ok(1);
+        }
+        Ok(0)
     }
 
     /// Earliest due time in the queue, if any.

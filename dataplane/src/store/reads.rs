@@ -8,7 +8,7 @@
 //! may come back short with `next` set when the budget ran out first, so a filter that matches
 //! rarely cannot turn one request into a scan of the whole store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::iter::Peekable;
 
 use sled::Tree;
@@ -17,6 +17,7 @@ use wildmatch::WildMatch;
 
 use super::codec::{decode, get};
 use super::errors::StoreError;
+use super::groups::{self, Width, SPAN_MS};
 use super::handle::Store;
 use super::keys::*;
 use super::model::*;
@@ -112,23 +113,112 @@ fn ulid_ceil(ms: Millis) -> Ulid {
     Ulid(ulid_floor(ms).0 | ((1u128 << 80) - 1))
 }
 
-/// Keys `prefix + id` of `tree` with the id within `b`, newest first.
-fn index_range<'a>(tree: &'a Tree, prefix: Vec<u8>, b: Bounds) -> IdIter<'a> {
+/// The members of `tree`'s entries under `prefix` (group entries and keys of one member, see
+/// `groups`) with the member id within `b`, newest first, each with the id it belongs to.
+struct GroupScan<'a> {
+    entries: Peekable<KvIter<'a>>,
+    skip: usize,
+    width: Width,
+    bounds: Bounds,
+    /// Members read but not yet returned: an entry read later may still hold larger ones.
+    buffer: BTreeMap<u128, u128>,
+    last: Option<u128>,
+}
+
+fn group_scan(tree: &Tree, prefix: Vec<u8>, width: Width, b: Bounds) -> GroupScan<'_> {
     let lo = concat(&[&prefix, &b.lo.to_be_bytes()]);
-    let hi = concat(&[&prefix, &b.hi.to_be_bytes()]);
-    let skip = prefix.len();
-    Box::new(tree.range(lo..=hi).rev().map(move |item| {
-        let (k, _) = item?;
-        k.get(skip..)
-            .and_then(EventId::from_key)
-            .map(|id| id.0)
-            .ok_or_else(|| StoreError::Codec("malformed index key".into()))
-    }))
+    // An entry is keyed by its largest member, at most SPAN_MS above its smallest one.
+    let top = ulid_ceil(Ulid(b.hi).timestamp_ms().saturating_add(SPAN_MS)).0;
+    let hi = concat(&[&prefix, &b.hi.max(top).to_be_bytes(), &[u8::MAX]]);
+    let entries: KvIter<'_> = Box::new(tree.range(lo..=hi).rev());
+    GroupScan {
+        entries: entries.peekable(),
+        skip: prefix.len(),
+        width,
+        bounds: b,
+        buffer: BTreeMap::new(),
+        last: None,
+    }
+}
+
+impl GroupScan<'_> {
+    /// The largest member the next entry can hold (its key's id), `None` when none is left.
+    fn next_key(&mut self) -> Result<Option<u128>, StoreError> {
+        match self.entries.peek() {
+            None => Ok(None),
+            Some(Ok((k, _))) => k
+                .get(self.skip..self.skip + 16)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| Some(u128::from_be_bytes(b)))
+                .ok_or_else(|| StoreError::Codec("malformed index key".into())),
+            Some(Err(_)) => match self.entries.next() {
+                Some(Err(e)) => Err(e.into()),
+                _ => Ok(None),
+            },
+        }
+    }
+}
+
+impl Iterator for GroupScan<'_> {
+    type Item = Result<(Ulid, Ulid), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let next_key = match self.next_key() {
+                Ok(k) => k,
+                Err(e) => return Some(Err(e)),
+            };
+            if let Some((&best, &of)) = self.buffer.last_key_value() {
+                // Every member not read yet is at or below `next_key`.
+                if next_key.is_none_or(|n| best > n) {
+                    self.buffer.remove(&best);
+                    self.last = Some(best);
+                    return Some(Ok((Ulid(best), Ulid(of))));
+                }
+            } else if next_key.is_none() {
+                return None;
+            }
+            let (k, v) = match self.entries.next()? {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let Some(members) = k
+                .get(self.skip..)
+                .and_then(|tail| groups::members(tail, &v, self.width))
+            else {
+                return Some(Err(StoreError::Codec("malformed index entry".into())));
+            };
+            for (id, of) in members {
+                if self.bounds.contains(Ulid(id)) && self.last.is_none_or(|l| id < l) {
+                    self.buffer.insert(id, of);
+                }
+            }
+        }
+    }
+}
+
+/// The ids of a tree keyed by id (`events`, `deliveries`) within `b`, newest first.
+fn key_range(tree: &Tree, b: Bounds) -> IdIter<'_> {
+    Box::new(
+        tree.range(b.lo.to_be_bytes()..=b.hi.to_be_bytes())
+            .rev()
+            .map(|item| {
+                let (k, _) = item?;
+                EventId::from_key(&k)
+                    .map(|id| id.0)
+                    .ok_or_else(|| StoreError::Codec("malformed key".into()))
+            }),
+    )
+}
+
+/// Event ids from an index of events (`idx_source`, `idx_status`), newest first.
+fn index_range<'a>(tree: &'a Tree, prefix: Vec<u8>, b: Bounds) -> IdIter<'a> {
+    Box::new(group_scan(tree, prefix, Width::Id, b).map(|m| m.map(|(id, _)| id)))
 }
 
 /// The distinct `\0`-terminated segments that follow `prefix` in `tree`'s keys (namespaces, or
 /// names within a namespace), found by seeking past each one instead of reading every key.
-fn distinct_segments(tree: &Tree, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
+pub(super) fn distinct_segments(tree: &Tree, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
     let mut out = Vec::new();
     let mut start = prefix.to_vec();
     while let Some(item) = tree.range(start.clone()..).next() {
@@ -190,8 +280,7 @@ fn merge<'a>(streams: Vec<IdIter<'a>>) -> IdIter<'a> {
 /// ordered by delivery id). A delivery is never older than its event, so once the scan reaches
 /// deliveries older than the best buffered event, that event is the next one in order.
 struct ByEndpoint<'a> {
-    deliveries: Peekable<KvIter<'a>>,
-    skip: usize,
+    deliveries: Peekable<GroupScan<'a>>,
     bounds: Bounds,
     buffer: BTreeSet<Ulid>,
     last: Option<Ulid>,
@@ -203,25 +292,8 @@ impl Iterator for ByEndpoint<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let next_delivery_ms = match self.deliveries.peek() {
-                Some(Ok((k, _))) => {
-                    let ms = k
-                        .get(self.skip..)
-                        .and_then(DeliveryId::from_key)
-                        .map(|d| d.timestamp_ms());
-                    if ms.is_none() {
-                        // Not a key this index writes: skip it.
-                        self.deliveries.next();
-                        continue;
-                    }
-                    ms
-                }
-                Some(Err(_)) => {
-                    return self
-                        .deliveries
-                        .next()
-                        .and_then(|r| r.err())
-                        .map(|e| Err(e.into()))
-                }
+                Some(Ok((d, _))) => Some(d.timestamp_ms()),
+                Some(Err(_)) => return self.deliveries.next().and_then(|r| r.err()).map(Err),
                 None => None,
             };
             // Every unscanned delivery (hence its event) is at or before `next_delivery_ms`.
@@ -236,15 +308,13 @@ impl Iterator for ByEndpoint<'_> {
                 return None;
             }
             match self.deliveries.next() {
-                Some(Ok((_, v))) => {
-                    if let Some(evt) = EventId::from_key(&v) {
-                        let fresh = self.last.is_none_or(|l| evt.0 < l);
-                        if fresh && self.bounds.contains(evt.0) {
-                            self.buffer.insert(evt.0);
-                        }
+                Some(Ok((_, evt))) => {
+                    let fresh = self.last.is_none_or(|l| evt < l);
+                    if fresh && self.bounds.contains(evt) {
+                        self.buffer.insert(evt);
                     }
                 }
-                Some(Err(e)) => return Some(Err(e.into())),
+                Some(Err(e)) => return Some(Err(e)),
                 None => {}
             }
         }
@@ -369,12 +439,15 @@ impl Store {
         if let Some(endpoint) = &f.endpoint {
             let mut streams: Vec<IdIter<'_>> = Vec::new();
             for ns in namespaces(&t.idx_endpoint)? {
+                // Deliveries of events within `b`: their ids are at or above its low end.
+                let all_after = Bounds {
+                    lo: b.lo,
+                    hi: u128::MAX,
+                };
                 let prefix = name_prefix(&ns, endpoint);
-                let skip = prefix.len();
-                let scan: KvIter<'_> = Box::new(t.idx_endpoint.scan_prefix(prefix).rev());
+                let scan = group_scan(&t.idx_endpoint, prefix, Width::Pair, all_after);
                 streams.push(Box::new(ByEndpoint {
                     deliveries: scan.peekable(),
-                    skip,
                     bounds: b,
                     buffer: BTreeSet::new(),
                     last: None,
@@ -393,7 +466,7 @@ impl Store {
             }
             return Ok(merge(streams));
         }
-        Ok(index_range(&t.events, Vec::new(), b))
+        Ok(key_range(&t.events, b))
     }
 
     fn event_matches(
@@ -472,11 +545,15 @@ impl Store {
             merge(
                 namespaces
                     .iter()
-                    .map(|ns| index_range(&t.idx_endpoint, name_prefix(ns, endpoint), b))
+                    .map(|ns| -> IdIter<'_> {
+                        let scan =
+                            group_scan(&t.idx_endpoint, name_prefix(ns, endpoint), Width::Pair, b);
+                        Box::new(scan.map(|m| m.map(|(delivery, _)| delivery)))
+                    })
                     .collect(),
             )
         } else {
-            index_range(&t.deliveries, Vec::new(), b)
+            key_range(&t.deliveries, b)
         };
         let mut items: Vec<DeliveryRecord> = Vec::new();
         for (spent, id) in stream.enumerate() {

@@ -81,3 +81,23 @@ pub fn reopen(path: &std::path::Path) -> Store {
         }
     }
 }
+
+/// Every member of every entry of an index tree: `idx_status` (a status byte before each id),
+/// or, `named`, `idx_source` and `idx_endpoint` (`namespace \0 name \0`).
+pub fn index_members(tree: &Tree, width: groups::Width, named: bool) -> Vec<groups::Member> {
+    let mut out = Vec::new();
+    for item in tree.iter() {
+        let (k, v) = item.expect("read");
+        let skip = match named {
+            false => 1,
+            true => k
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == 0)
+                .nth(1)
+                .map_or(0, |(i, _)| i + 1),
+        };
+        out.extend(groups::members(&k[skip..], &v, width).expect("index entry"));
+    }
+    out
+}
