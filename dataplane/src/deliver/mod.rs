@@ -9,9 +9,9 @@
 //! each round it publishes the breakers' states to a [`CircuitBoard`], which the REST API only
 //! reads: the engine knows nothing of HTTP handlers.
 //!
-//! A claim moves the delivery's due entry to the end of a lease (timeout plus a grace period),
-//! so a crash mid-attempt leaves it due again when the store next opens: a delivery can be sent
-//! twice, never lost. Receivers deduplicate on `webhook-id`.
+//! A claim holds a delivery in memory for a lease (timeout plus a grace period) and writes
+//! nothing, so a crash mid-attempt leaves it due at its old time when the store next opens: a
+//! delivery can be sent twice, never lost. Receivers deduplicate on `webhook-id`.
 
 mod attempt;
 pub mod backoff;

@@ -26,7 +26,7 @@ impl Store {
             return Ok(false);
         };
         for did in &e.delivery_ids {
-            if let Some(d) = self.delivery(*did)? {
+            if let Some(d) = self.stored_delivery(*did)? {
                 if let Some(at) = d.next_attempt_at {
                     t.due.remove(due_key(at, *did))?;
                 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use sled::Tree;
 use tokio::sync::Notify;
 
+use super::claims::Claims;
 use super::commit::Committer;
 use super::errors::StoreError;
 use super::locks::{EventLocks, Held};
@@ -81,6 +82,7 @@ pub(super) struct Inner {
     pub db: sled::Db,
     pub trees: Trees,
     pub locks: EventLocks,
+    pub claims: Claims,
     pub signals: Signals,
     pub committer: Committer,
 }

@@ -6,6 +6,7 @@
 //! - `handle`: the trees, the per-event `locks`, and the signals every writer shares;
 //! - `commit`: ingest, by group commit, and the repair of a group a crash cut short;
 //! - `queue`: the delivery queue (claim, finish, requeue, replay, recovery at open);
+//! - `claims`: which deliveries have an attempt running, in memory;
 //! - `reads`: single records and the REST listings;
 //! - `expiry`: deletion on request and the retention sweeps;
 //! - `handoff`: export and import of whole events, for a pod handing its queue to a peer;
@@ -17,6 +18,7 @@
 //! database-wide lock and writes sled's IO buffer out synchronously (see `locks.rs`).
 //! `docs/architecture.md` has the whole crash-order argument.
 
+mod claims;
 mod codec;
 mod commit;
 mod errors;
@@ -53,19 +55,21 @@ use handle::{Inner, Signals, Trees};
 pub const LAYOUT: u8 = 2;
 const LAYOUT_KEY: &[u8] = b"layout";
 
-/// Refuse a store written in a newer layout; mark an older or new one as this layout.
-fn check_layout(meta: &sled::Tree) -> Result<(), StoreError> {
+/// Refuse a store written in a newer layout; mark an older or new one as this layout. Returns
+/// the layout it was in (1 for a store that does not say, which layout 1 did not; a new store
+/// is empty, so reading it as layout 1 costs nothing).
+fn check_layout(meta: &sled::Tree) -> Result<u8, StoreError> {
     let found = meta.get(LAYOUT_KEY)?.and_then(|v| v.first().copied());
     match found {
         Some(found) if found > LAYOUT => Err(StoreError::NewerLayout {
             found,
             supported: LAYOUT,
         }),
-        Some(LAYOUT) => Ok(()),
+        Some(LAYOUT) => Ok(LAYOUT),
         _ => {
             meta.insert(LAYOUT_KEY, &[LAYOUT])?;
             meta.flush()?;
-            Ok(())
+            Ok(1)
         }
     }
 }
@@ -102,7 +106,7 @@ impl Store {
             pauses: db.open_tree("endpoint_pauses")?,
             dead_letters: db.open_tree("dead_letters")?,
         };
-        check_layout(&trees.meta)?;
+        let from_layout_1 = check_layout(&trees.meta)? < LAYOUT;
         commit::recover_last_group(&trees)?;
         let signals = Signals::default();
         let committer = commit::Committer::start(db.clone(), trees.clone(), signals.clone());
@@ -111,11 +115,12 @@ impl Store {
                 db,
                 trees,
                 locks: locks::EventLocks::new(),
+                claims: claims::Claims::default(),
                 signals,
                 committer,
             }),
         };
-        store.recover_in_flight(now_ms())?;
+        store.recover_in_flight(now_ms(), from_layout_1)?;
         Ok(store)
     }
 }

@@ -7,8 +7,8 @@
 //! record, remove the old entry. Every prefix of that leaves the delivery due exactly when its
 //! record says (plus a stale entry at worst).
 //!
-//! A claimed delivery keeps a due entry at its lease expiry, so a crash mid-attempt leaves it
-//! due again: delivery is at-least-once, never at-most-once.
+//! A claim writes nothing (see `claims`): the delivery keeps its record and due entry, so a
+//! crash mid-attempt leaves it due again: delivery is at-least-once, never at-most-once.
 //!
 //! Every write that makes a delivery due now (ingest's commit, replay, retry, requeue, recovery)
 //! notifies the engine through the store's due signal, here in `move_due` and
@@ -71,7 +71,7 @@ impl Store {
             let Some(entry) = parse_due_key(&k) else {
                 continue;
             };
-            if Some(entry) == after {
+            if Some(entry) == after || self.inner.claims.held(entry.1, now) {
                 continue;
             }
             out.push(entry);
@@ -91,11 +91,11 @@ impl Store {
         }
     }
 
-    /// Take a due delivery for an attempt: mark it in flight and move its due entry to the
-    /// lease expiry. `None` when it is no longer due (taken, finished, moved or deleted); a
-    /// stale entry is removed on the way. Also tells where the delivery's current round of
-    /// attempts began: a delivery queued again after it finished (`pending` with attempts behind
-    /// it) starts a new round here.
+    /// Take a due delivery for an attempt until `lease_until` (see `claims`: nothing is
+    /// written). `None` when it is no longer due (taken, finished, moved or deleted); a stale
+    /// entry is removed on the way. Also tells where the delivery's current round of attempts
+    /// began: a delivery queued again after it finished (`pending` with attempts behind it)
+    /// starts a new round here.
     pub fn claim_attempt(
         &self,
         due_at: Millis,
@@ -103,7 +103,7 @@ impl Store {
         lease_until: Millis,
     ) -> Result<Option<Claimed>, StoreError> {
         let t = self.trees();
-        let (held, mut d) = match self.lock_delivery(id)? {
+        let (_held, mut d) = match self.lock_delivery(id)? {
             Some((held, d)) if !d.status.is_final() && d.next_attempt_at == Some(due_at) => {
                 (held, d)
             }
@@ -114,9 +114,16 @@ impl Store {
                 return Ok(None);
             }
         };
+        if !self.inner.claims.take(id, lease_until, now_ms()) {
+            return Ok(None);
+        }
         let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
+            // Written at every claim of the round's first attempt, so a crash before its
+            // outcome is recorded leaves the same value.
             t.rounds.insert(id.to_key(), &d.attempts.to_be_bytes())?;
             d.attempts
+        } else if d.attempts == 0 {
+            0
         } else {
             match t.rounds.get(id.to_key())? {
                 Some(v) => v
@@ -128,8 +135,6 @@ impl Store {
             }
         };
         d.status = DeliveryStatus::InFlight;
-        d.updated_at = now_ms();
-        self.move_due(&held, &mut d, Some(lease_until))?;
         Ok(Some(Claimed {
             delivery: d,
             round_start,
@@ -273,6 +278,7 @@ impl Store {
         };
         d.status = status;
         self.move_due(held, d, next)?;
+        self.inner.claims.release(id);
         self.roll_up(held, d.event_id, added)?;
         Ok(())
     }
@@ -292,6 +298,7 @@ impl Store {
         }
         d.updated_at = now_ms();
         self.move_due(&held, &mut d, Some(at))?;
+        self.inner.claims.release(id);
         self.roll_up(&held, d.event_id, &[])?;
         Ok(Some(d))
     }
@@ -319,14 +326,29 @@ impl Store {
         Ok(())
     }
 
-    /// At start: whatever was in flight when the last process stopped is due now.
-    pub(super) fn recover_in_flight(&self, now: Millis) -> Result<usize, StoreError> {
+    /// At start: whatever was in flight when the last process stopped is due now. A claim
+    /// writes nothing since layout 2, so such deliveries are simply past due; a store opened
+    /// from layout 1 may also hold records marked in flight, made pending or retrying here.
+    pub(super) fn recover_in_flight(
+        &self,
+        now: Millis,
+        from_layout_1: bool,
+    ) -> Result<usize, StoreError> {
         let mut recovered = 0;
-        let entries: Vec<sled::IVec> = self.trees().due.iter().keys().collect::<Result<_, _>>()?;
+        let entries: Vec<sled::IVec> = self
+            .trees()
+            .due
+            .range(..due_key(now, DeliveryId(ulid::Ulid(u128::MAX))))
+            .keys()
+            .collect::<Result<_, _>>()?;
         for k in entries {
             let Some((_, id)) = parse_due_key(&k) else {
                 continue;
             };
+            recovered += 1;
+            if !from_layout_1 {
+                continue;
+            }
             let Some((held, mut d)) = self.lock_delivery(id)? else {
                 continue;
             };
@@ -337,13 +359,12 @@ impl Store {
                     DeliveryStatus::Pending
                 };
                 self.move_due(&held, &mut d, Some(now))?;
-                recovered += 1;
             }
         }
         if recovered > 0 {
             tracing::info!(
                 recovered,
-                "deliveries in flight at the last stop are due again"
+                "deliveries waiting or in flight at the last stop are due again"
             );
         }
         Ok(recovered)
@@ -355,11 +376,11 @@ impl Store {
         &self,
         id: DeliveryId,
     ) -> Result<Option<(Held<'_>, DeliveryRecord)>, StoreError> {
-        let Some(event) = self.delivery(id)?.map(|d| d.event_id) else {
+        let Some(event) = self.stored_delivery(id)?.map(|d| d.event_id) else {
             return Ok(None);
         };
         let held = self.lock(event)?;
-        Ok(self.delivery(id)?.map(|d| (held, d)))
+        Ok(self.stored_delivery(id)?.map(|d| (held, d)))
     }
 
     /// Write `d` with its next attempt at `next`, moving its due entry in crash-safe order
@@ -402,7 +423,7 @@ impl Store {
         e.delivery_ids.extend_from_slice(added);
         let mut statuses = Vec::with_capacity(e.delivery_ids.len());
         for id in &e.delivery_ids {
-            if let Some(d) = self.delivery(*id)? {
+            if let Some(d) = self.stored_delivery(*id)? {
                 statuses.push(d.status);
             }
         }

@@ -330,7 +330,22 @@ impl Store {
         get(&self.trees().payloads, &id.to_key())
     }
 
+    /// A delivery as the outside sees it: `in_flight` while an attempt holds it.
     pub fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        let mut d = self.stored_delivery(id)?;
+        if let Some(d) = d.as_mut() {
+            if !d.status.is_final() && self.inner.claims.held(id, now_ms()) {
+                d.status = DeliveryStatus::InFlight;
+            }
+        }
+        Ok(d)
+    }
+
+    /// A delivery's record as stored (a claim is not: see `claims`).
+    pub(super) fn stored_delivery(
+        &self,
+        id: DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
         get(&self.trees().deliveries, &id.to_key())
     }
 
@@ -493,7 +508,10 @@ impl Store {
         if let Some(endpoint) = &f.endpoint {
             let mut found = false;
             for id in &e.delivery_ids {
-                if self.delivery(*id)?.is_some_and(|d| d.endpoint == *endpoint) {
+                if self
+                    .stored_delivery(*id)?
+                    .is_some_and(|d| d.endpoint == *endpoint)
+                {
                     found = true;
                     break;
                 }

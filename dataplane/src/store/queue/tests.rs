@@ -108,7 +108,43 @@ fn a_stale_due_entry_is_dropped_not_claimed() {
         .expect("claim")
         .expect("due");
     assert_eq!(c.delivery.status, DeliveryStatus::InFlight);
-    assert_eq!(store.next_due().expect("read"), Some(500));
+    // The claim wrote nothing: the entry stays, hidden from the engine while the lease runs.
+    assert_eq!(store.next_due().expect("read"), Some(50));
+    assert!(store.due_after(499, None, 10).expect("due").is_empty());
+    assert_eq!(store.due_after(500, None, 10).expect("due"), vec![(50, id)]);
+}
+
+#[test]
+fn a_claim_holds_until_its_outcome_is_recorded() {
+    let (_dir, store) = open();
+    let new = new_event("github", 1, None, 10);
+    let id = new.deliveries[0].id;
+    ingest(&store, new);
+    let far = u64::MAX / 2;
+    store
+        .claim_attempt(10, id, far)
+        .expect("claim")
+        .expect("due");
+    assert!(
+        store.claim_attempt(10, id, far).expect("claim").is_none(),
+        "taken"
+    );
+    let seen = store.delivery(id).expect("read").expect("stored");
+    assert_eq!(seen.status, DeliveryStatus::InFlight, "as the API shows it");
+    assert!(store.due_after(now_ms(), None, 10).expect("due").is_empty());
+    store
+        .finish(id, attempt(1), Finish::Retry { at: 20 })
+        .expect("finish");
+    let seen = store.delivery(id).expect("read").expect("stored");
+    assert_eq!(seen.status, DeliveryStatus::Retrying);
+    assert_eq!(
+        store.due_after(now_ms(), None, 10).expect("due"),
+        vec![(20, id)]
+    );
+    store
+        .claim_attempt(20, id, far)
+        .expect("claim")
+        .expect("due again");
 }
 
 #[test]
