@@ -114,7 +114,11 @@ impl Store {
                 return Ok(None);
             }
         };
-        if !self.inner.claims.take(id, lease_until, now_ms()) {
+        if !self
+            .inner
+            .claims
+            .take(id, d.event_id, lease_until, now_ms())
+        {
             return Ok(None);
         }
         let round_start = if d.status == DeliveryStatus::Pending && d.attempts > 0 {
@@ -279,7 +283,7 @@ impl Store {
         d.status = status;
         self.move_due(held, d, next)?;
         self.inner.claims.release(id);
-        self.roll_up(held, d.event_id, added)?;
+        self.roll_up(held, d.event_id, Some(&*d), added)?;
         Ok(())
     }
 
@@ -299,7 +303,7 @@ impl Store {
         d.updated_at = now_ms();
         self.move_due(&held, &mut d, Some(at))?;
         self.inner.claims.release(id);
-        self.roll_up(&held, d.event_id, &[])?;
+        self.roll_up(&held, d.event_id, Some(&d), &[])?;
         Ok(Some(d))
     }
 
@@ -316,7 +320,12 @@ impl Store {
             put(&t.deliveries, &d.id.to_key(), d)?;
             t.idx_endpoint.insert(endpoint_key(d), &event.to_key())?;
         }
-        self.roll_up(&held, event, &new.iter().map(|d| d.id).collect::<Vec<_>>())?;
+        self.roll_up(
+            &held,
+            event,
+            None,
+            &new.iter().map(|d| d.id).collect::<Vec<_>>(),
+        )?;
         for d in new {
             if let Some(at) = d.next_attempt_at {
                 t.due.insert(due_key(at, d.id), &[])?;
@@ -376,8 +385,13 @@ impl Store {
         &self,
         id: DeliveryId,
     ) -> Result<Option<(Held<'_>, DeliveryRecord)>, StoreError> {
-        let Some(event) = self.stored_delivery(id)?.map(|d| d.event_id) else {
-            return Ok(None);
+        // A delivery's event never changes, so the claim's copy is as good as a read.
+        let event = match self.inner.claims.event_of(id) {
+            Some(event) => event,
+            None => match self.stored_delivery(id)? {
+                Some(d) => d.event_id,
+                None => return Ok(None),
+            },
         };
         let held = self.lock(event)?;
         Ok(self.stored_delivery(id)?.map(|d| (held, d)))
@@ -414,6 +428,7 @@ impl Store {
         &self,
         _held: &Held<'_>,
         event: EventId,
+        written: Option<&DeliveryRecord>,
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
@@ -423,8 +438,14 @@ impl Store {
         e.delivery_ids.extend_from_slice(added);
         let mut statuses = Vec::with_capacity(e.delivery_ids.len());
         for id in &e.delivery_ids {
-            if let Some(d) = self.stored_delivery(*id)? {
-                statuses.push(d.status);
+            // The delivery just written need not be read back.
+            match written.filter(|w| w.id == *id) {
+                Some(w) => statuses.push(w.status),
+                None => {
+                    if let Some(d) = self.stored_delivery(*id)? {
+                        statuses.push(d.status);
+                    }
+                }
             }
         }
         let status = rollup(&statuses);
