@@ -12,8 +12,9 @@
 //! - `handoff`: export and import of whole events, for a pod handing its queue to a peer;
 //! - `pauses`: endpoints their receiver paused (410 Gone), until resumed.
 //!
-//! The hot paths write single keys (the indexes of what ingest fixes, once per group), in an order chosen so that whatever prefix of them survives
-//! a crash is consistent or repaired at the next open; the per-event locks stand in for
+//! The hot paths write single keys (the indexes of what ingest fixes, once per group), in an
+//! order chosen so that whatever prefix of them survives a crash is consistent or repaired at
+//! the next open; the per-event locks stand in for
 //! transactions against concurrent writers. Why not sled transactions: each one takes a
 //! database-wide lock and writes sled's IO buffer out synchronously (see `locks.rs`).
 //! `docs/architecture.md` has the whole crash-order argument.
@@ -49,28 +50,24 @@ pub use reads::{DeliveryFilter, EventFilter, Page, PAYLOAD_COST, SCAN_BUDGET};
 
 use handle::{Inner, Signals, Trees};
 
-/// The on-disk layout this code writes. 1: an index key per event. 2: the indexes of what
-/// ingest fixes (source, endpoint, unrouted status) as one entry per commit group (`groups`).
+/// The on-disk layout this code writes. 1: an index key per event, and claims written to disk.
+/// 2: the indexes of what ingest fixes (source, endpoint, a status other than pending) as one
+/// entry per commit group (`groups`), and claims held in memory (`claims`).
 /// Layout 2 reads layout-1 keys as groups of one, so a layout-1 store opens as it is.
 pub const LAYOUT: u8 = 2;
 const LAYOUT_KEY: &[u8] = b"layout";
 
-/// Refuse a store written in a newer layout; mark an older or new one as this layout. Returns
-/// the layout it was in (1 for a store that does not say, which layout 1 did not; a new store
-/// is empty, so reading it as layout 1 costs nothing).
-fn check_layout(meta: &sled::Tree) -> Result<u8, StoreError> {
-    let found = meta.get(LAYOUT_KEY)?.and_then(|v| v.first().copied());
-    match found {
+/// The layout a store was written in; a store of a newer one is refused. A store that does not
+/// say is layout 1 (which did not; a new store is empty, so reading it as layout 1 costs
+/// nothing).
+fn stored_layout(meta: &sled::Tree) -> Result<u8, StoreError> {
+    match meta.get(LAYOUT_KEY)?.and_then(|v| v.first().copied()) {
         Some(found) if found > LAYOUT => Err(StoreError::NewerLayout {
             found,
             supported: LAYOUT,
         }),
-        Some(LAYOUT) => Ok(LAYOUT),
-        _ => {
-            meta.insert(LAYOUT_KEY, &[LAYOUT])?;
-            meta.flush()?;
-            Ok(1)
-        }
+        Some(found) => Ok(found),
+        None => Ok(1),
     }
 }
 
@@ -106,7 +103,7 @@ impl Store {
             pauses: db.open_tree("endpoint_pauses")?,
             dead_letters: db.open_tree("dead_letters")?,
         };
-        let from_layout_1 = check_layout(&trees.meta)? < LAYOUT;
+        let layout = stored_layout(&trees.meta)?;
         commit::recover_last_group(&trees)?;
         let signals = Signals::default();
         let committer = commit::Committer::start(db.clone(), trees.clone(), signals.clone());
@@ -120,7 +117,14 @@ impl Store {
                 committer,
             }),
         };
-        store.recover_in_flight(now_ms(), from_layout_1)?;
+        store.recover_in_flight(now_ms(), layout < LAYOUT)?;
+        if layout < LAYOUT {
+            // Only once what the older layout left is converted: a crash before this opens it
+            // as the older layout again.
+            let meta = &store.trees().meta;
+            meta.insert(LAYOUT_KEY, &[LAYOUT])?;
+            meta.flush()?;
+        }
         Ok(store)
     }
 }

@@ -343,19 +343,22 @@ impl Store {
         now: Millis,
         from_layout_1: bool,
     ) -> Result<usize, StoreError> {
+        let due = &self.trees().due;
+        // Layout 1 moved a claimed delivery's entry to its lease's end, which may not have come
+        // yet: look at every entry then, at the past-due ones otherwise (only to count them).
+        let entries: Vec<sled::IVec> = if from_layout_1 {
+            due.iter().keys().collect::<Result<_, _>>()?
+        } else {
+            let past_due = due_key(now, DeliveryId(ulid::Ulid(u128::MAX)));
+            due.range(..=past_due).keys().collect::<Result<_, _>>()?
+        };
         let mut recovered = 0;
-        let entries: Vec<sled::IVec> = self
-            .trees()
-            .due
-            .range(..due_key(now, DeliveryId(ulid::Ulid(u128::MAX))))
-            .keys()
-            .collect::<Result<_, _>>()?;
         for k in entries {
-            let Some((_, id)) = parse_due_key(&k) else {
+            let Some((at, id)) = parse_due_key(&k) else {
                 continue;
             };
-            recovered += 1;
             if !from_layout_1 {
+                recovered += 1;
                 continue;
             }
             let Some((held, mut d)) = self.lock_delivery(id)? else {
@@ -368,6 +371,9 @@ impl Store {
                     DeliveryStatus::Pending
                 };
                 self.move_due(&held, &mut d, Some(now))?;
+                recovered += 1;
+            } else if at <= now {
+                recovered += 1;
             }
         }
         if recovered > 0 {

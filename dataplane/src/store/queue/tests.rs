@@ -164,6 +164,34 @@ fn in_flight_deliveries_are_due_again_after_a_restart() {
     assert_eq!(store.queue_depth(), 2);
 }
 
+/// Layout 1 wrote a claim to disk: the record marked in flight, its due entry moved to the
+/// lease's end. A store opened from it has those due now, lease over or not.
+#[test]
+fn in_flight_records_of_a_layout_1_store_are_due_at_its_first_open() {
+    let (dir, store) = open();
+    let new = new_event("github", 1, None, 10);
+    let id = new.deliveries[0].id;
+    ingest(&store, new);
+    let lease_end = now_ms() + 3_600_000;
+    let t = store.trees();
+    let mut d = store.delivery(id).expect("read").expect("stored");
+    d.status = DeliveryStatus::InFlight;
+    d.next_attempt_at = Some(lease_end);
+    put(&t.deliveries, &id.to_key(), &d).expect("write");
+    t.due.remove(due_key(10, id)).expect("write");
+    t.due.insert(due_key(lease_end, id), &[]).expect("write");
+    t.meta.remove(b"layout").expect("write");
+    drop(store);
+    let store = reopen(&dir.path().join("sled"));
+    let d = store.delivery(id).expect("read").expect("stored");
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert!(d.next_attempt_at.is_some_and(|at| at < lease_end));
+    assert_eq!(
+        store.trees().meta.get(b"layout").expect("read").as_deref(),
+        Some(&[2u8][..])
+    );
+}
+
 fn event_with(store: &Store, n: usize, endpoint: &str, at: Millis) -> Vec<DeliveryId> {
     let new = new_event("s", 0, None, at);
     let id = new.event.id;
