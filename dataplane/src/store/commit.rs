@@ -4,11 +4,12 @@
 //!
 //! Atomicity without a transaction: before a group's records, the writer records the group's
 //! intent (which events, their deliveries, index keys and idempotency claims) under one key.
-//! Then each tree is written in turn: payloads, deliveries, endpoint index, source and status
-//! indexes, events, due entries, idempotency claims. sled recovers a prefix of its log, so after
-//! a crash the last group is in one of two states per event: its event record is there (and
-//! everything before it), or it is not (and nothing after it). [`recover_last_group`] finishes
-//! the first kind (due entries, idempotency claim) and removes the leftovers of the second, so
+//! Then each tree is written in turn: idempotency claims (each a compare-and-swap, which is
+//! also the duplicate check), payloads, deliveries, group index entries, pending keys, events,
+//! due entries. sled recovers a prefix of its log, so after a crash the last group is in one of
+//! two states per event: its event record is there (and everything before it), or it is not
+//! (and nothing after it). [`recover_last_group`] finishes the first kind (due entries) and
+//! removes the leftovers of the second, its claim included, so
 //! an event is either wholly stored or absent. None of these were acknowledged: the 202 waits
 //! for the flush that follows the whole group.
 //!
@@ -258,6 +259,8 @@ struct Prepared<'a> {
     payload: Vec<u8>,
     deliveries: Vec<Vec<u8>>,
     claim: Option<(Vec<u8>, Vec<u8>)>,
+    /// Its place in the group's outcomes.
+    outcome: usize,
 }
 
 fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, StoreError> {
@@ -275,12 +278,6 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
                 outcomes.push(IngestOutcome::Duplicate(*orig));
                 continue;
             }
-            // This thread is the only writer of claims (retention only removes expired ones,
-            // by compare-and-swap), so a plain read is as good as a transactional one.
-            if let Some(orig) = t.idempotency.get(&ikey)?.and_then(|v| live_claim(&v, e)) {
-                outcomes.push(IngestOutcome::Duplicate(orig));
-                continue;
-            }
             let expires = e.received_at.saturating_add(c.window_ms);
             claimed_here.insert(ikey.clone(), e.id);
             claim = Some((ikey, concat(&[&key, &expires.to_be_bytes()])));
@@ -296,31 +293,41 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
                 .map(codec::encode)
                 .collect::<Result<_, _>>()?,
             claim,
+            outcome: outcomes.len(),
         });
         outcomes.push(IngestOutcome::Stored(e.id));
     }
     if prepared.is_empty() {
         return Ok(outcomes);
     }
-    let index = index_entries(&prepared);
-    let intent = Intent {
-        groups: index
-            .iter()
-            .flat_map(|(tree, entries)| entries.iter().map(|(k, _)| (*tree, k.clone())))
-            .collect(),
-        events: prepared
-            .iter()
-            .map(|p| IntentEvent {
-                id: p.new.event.id,
-                namespace: p.new.event.namespace.clone(),
-                source: p.new.event.source.clone(),
-                status: p.new.event.status,
-                deliveries: p.new.deliveries.iter().map(|d| d.id).collect(),
-                claim: p.claim.clone(),
-            })
-            .collect(),
-    };
-    put(&t.meta, INTENT_KEY, &intent)?;
+    let mut index = index_entries(&prepared);
+    put(&t.meta, INTENT_KEY, &intent(&prepared, &index))?;
+    // Claims first, each a compare-and-swap: the check and the write in one pass down the
+    // tree, where a read then an insert took two. Before anything else of their events, so an
+    // event found a duplicate here has written nothing; the intent above names each claim, so
+    // recovery takes back the claims of events that did not get their record.
+    let before = prepared.len();
+    let mut kept = Vec::with_capacity(before);
+    for p in prepared {
+        match &p.claim {
+            Some((k, v)) => match claim(t, k, v, &p.new.event)? {
+                Some(orig) => outcomes[p.outcome] = IngestOutcome::Duplicate(orig),
+                None => kept.push(p),
+            },
+            None => kept.push(p),
+        }
+    }
+    let prepared = kept;
+    if prepared.is_empty() {
+        t.meta.remove(INTENT_KEY)?;
+        return Ok(outcomes);
+    }
+    if prepared.len() < before {
+        // Rare (a redelivery within its window): the intent must name the group entries as
+        // they will be written, without the duplicates'.
+        index = index_entries(&prepared);
+        put(&t.meta, INTENT_KEY, &intent(&prepared, &index))?;
+    }
     // Tree by tree rather than event by event: each tree's hot leaf stays hot, and the order
     // per event is the same.
     for p in &prepared {
@@ -354,12 +361,55 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
             }
         }
     }
-    for p in &prepared {
-        if let Some((k, v)) = &p.claim {
-            t.idempotency.insert(k.as_slice(), v.as_slice())?;
+    Ok(outcomes)
+}
+
+/// What a group is about to write, for [`recover_last_group`].
+fn intent(prepared: &[Prepared<'_>], index: &[(IndexTree, Vec<groups::Entry>)]) -> Intent {
+    Intent {
+        groups: index
+            .iter()
+            .flat_map(|(tree, entries)| entries.iter().map(|(k, _)| (*tree, k.clone())))
+            .collect(),
+        events: prepared
+            .iter()
+            .map(|p| IntentEvent {
+                id: p.new.event.id,
+                namespace: p.new.event.namespace.clone(),
+                source: p.new.event.source.clone(),
+                status: p.new.event.status,
+                deliveries: p.new.deliveries.iter().map(|d| d.id).collect(),
+                claim: p.claim.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Write `e`'s idempotency claim `value` under `key` unless a live claim holds the key: then
+/// the event that claim names. This thread is the only writer of claims; retention removes
+/// expired ones by compare-and-swap, which the loop rides out.
+fn claim(
+    t: &Trees,
+    key: &[u8],
+    value: &[u8],
+    e: &EventRecord,
+) -> Result<Option<EventId>, StoreError> {
+    let mut held: Option<sled::IVec> = None;
+    loop {
+        match t
+            .idempotency
+            .compare_and_swap(key, held.as_ref(), Some(value))?
+        {
+            Ok(()) => return Ok(None),
+            Err(sled::CompareAndSwapError { current, .. }) => {
+                if let Some(orig) = current.as_ref().and_then(|v| live_claim(v, e)) {
+                    return Ok(Some(orig));
+                }
+                // Expired (replace it) or just removed by retention (write it).
+                held = current;
+            }
         }
     }
-    Ok(outcomes)
 }
 
 /// The event a stored claim points at, if its window is still open at `e`'s arrival.
@@ -413,6 +463,15 @@ fn recover(
             }
         } else {
             absent.insert(ie.id.0 .0);
+            if let Some((k, v)) = &ie.claim {
+                // Claims are written first: take back this event's, and only if it is still
+                // this event's (a layout-1 group wrote claims last, so there is none).
+                let _ = t.idempotency.compare_and_swap(
+                    k.as_slice(),
+                    Some(v.as_slice()),
+                    None as Option<&[u8]>,
+                )?;
+            }
             for did in &ie.deliveries {
                 if let Some(d) = get::<DeliveryRecord>(&t.deliveries, &did.to_key())? {
                     // A layout-1 group wrote an endpoint key per delivery.
@@ -465,6 +524,7 @@ mod tests {
     /// writes in key order.
     fn tree_order(t: &Trees) -> [&sled::Tree; 8] {
         [
+            &t.idempotency,
             &t.payloads,
             &t.deliveries,
             &t.idx_source,
@@ -472,7 +532,6 @@ mod tests {
             &t.idx_status,
             &t.events,
             &t.due,
-            &t.idempotency,
         ]
     }
 
@@ -595,7 +654,7 @@ mod tests {
     #[test]
     fn a_group_cut_at_any_write_leaves_each_event_whole_or_absent() {
         let (intent, writes, first, second) = group_writes();
-        let events_tree = 5;
+        let events_tree = 6;
         for cut in 0..=writes.len() {
             let (dir, store) = open();
             let path = dir.path().join("sled");
@@ -687,5 +746,57 @@ mod tests {
         );
         assert_eq!(store.event_count(), 2);
         assert_eq!(mentions(&store, &b), 0);
+    }
+
+    /// A key claimed by an earlier group is found by the claim's compare-and-swap: the
+    /// duplicate writes nothing, and the intent (what recovery would read) names only the
+    /// events written, with group entries that do not count the duplicate.
+    #[test]
+    fn a_duplicate_of_an_earlier_group_writes_nothing_and_leaves_the_intent_exact() {
+        let (_dir, store) = open();
+        let t = store.trees();
+        let first = new_event("github", 1, Some("k"), 10);
+        write_group(t, &[&first]).expect("write");
+        let again = new_event("github", 1, Some("k"), 10);
+        let other = new_event("github", 1, Some("other"), 10);
+        let out = write_group(t, &[&again, &other]).expect("write");
+        assert_eq!(
+            out,
+            vec![
+                IngestOutcome::Duplicate(first.event.id),
+                IngestOutcome::Stored(other.event.id),
+            ]
+        );
+        assert_eq!(mentions(&store, &again), 0);
+        assert!(is_whole(&store, &other));
+        let intent: Intent = get(&t.meta, INTENT_KEY).expect("read").expect("intent");
+        let named: Vec<EventId> = intent.events.iter().map(|e| e.id).collect();
+        assert_eq!(named, vec![other.event.id]);
+        for (which, key) in &intent.groups {
+            let members = index_tree(t, *which).get(key).expect("read");
+            assert!(
+                members.is_some(),
+                "the intent names an entry that was written"
+            );
+        }
+    }
+
+    /// A claim whose window has closed is replaced by the next event with its key.
+    #[test]
+    fn an_expired_claim_is_replaced() {
+        let (_dir, store) = open();
+        let t = store.trees();
+        let first = new_event("github", 0, Some("k"), 10);
+        write_group(t, &[&first]).expect("write");
+        // `new_event` claims for 60 s.
+        let later = new_event("github", 0, Some("k"), 10 + 60_001);
+        let out = write_group(t, &[&later]).expect("write");
+        assert_eq!(out, vec![IngestOutcome::Stored(later.event.id)]);
+        let held = t
+            .idempotency
+            .get(claim_key("default", "github", "k"))
+            .expect("read")
+            .expect("claim");
+        assert_eq!(EventId::from_key(&held), Some(later.event.id));
     }
 }

@@ -228,6 +228,8 @@ pub struct EventRecord {
 pub struct Payload {
     /// Header names as received (lower-cased by HTTP/1 parsing), values as raw bytes, in order.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// As bytes, not a sequence of numbers: the same postcard encoding, written in one copy.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
@@ -296,6 +298,7 @@ pub struct AttemptRecord {
     pub duration_ms: u64,
     pub status_code: Option<u16>,
     /// First 4 KiB of the response body.
+    #[serde(with = "serde_bytes")]
     pub response_body: Vec<u8>,
     pub error: Option<String>,
 }
