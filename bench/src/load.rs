@@ -9,11 +9,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
 
+#[derive(Clone)]
 pub struct LoadSpec {
     pub duration: Duration,
     pub concurrency: usize,
     pub body: Bytes,
     pub secret: String,
+    /// The answer that counts as success (202 for ingest; 401 for the refused-signature run).
+    pub expect: u16,
 }
 
 pub struct Report {
@@ -76,6 +79,7 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
         let url = url.to_string();
         let body = spec.body.clone();
         let signature = signature.clone();
+        let expect = spec.expect;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut sent = Vec::with_capacity(1 << 16);
@@ -106,7 +110,7 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
                         let id = serde_json::from_slice::<serde_json::Value>(&body)
                             .ok()
                             .and_then(|v| v["id"].as_str().map(str::to_string));
-                        (status.as_u16() == 202, id)
+                        (status.as_u16() == expect, id)
                     }
                     Err(_) => (false, None),
                 };

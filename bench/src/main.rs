@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: cli.concurrency,
         body: load::body(cli.body_bytes),
         secret: GITHUB_SECRET.to_string(),
+        expect: 202,
     };
     if let Some(url) = &cli.load_only {
         let r = load::run(&spec, url).await?;
@@ -96,6 +97,14 @@ async fn main() -> anyhow::Result<()> {
     let sampler = procs::RssSampler::start(pid);
     let ingest = load::run(&spec, &gw.url("/e/bench/github")).await?;
     let rss_peak = sampler.stop();
+    // The same path up to the store: a wrong secret is refused (401) after reading and
+    // verifying the body, before anything is written. What ingest costs beyond this is storage.
+    let wrong = LoadSpec {
+        secret: "not-the-secret".to_string(),
+        expect: 401,
+        ..spec.clone()
+    };
+    let refused = load::run(&wrong, &gw.url("/e/bench/github")).await?;
     let reload = measure_reload(&gw, &manifests).await?;
     gw.stop(SHUTDOWN).await?;
 
@@ -116,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
 
     let scale = scaleout::run(&spec, work.path()).await?;
 
-    print_table(&base, &ingest, rss_idle, rss_peak, reload);
+    print_table(&base, &ingest, &refused, rss_idle, rss_peak, reload);
     print_delivery(&direct, &sent, &delivered);
     scaleout::print(&scale);
     Ok(())
@@ -226,13 +235,21 @@ async fn measure_reload(gw: &Gateway, manifests: &std::path::Path) -> anyhow::Re
     }
 }
 
-fn print_table(base: &Report, ingest: &Report, rss_idle: u64, rss_peak: u64, reload: Duration) {
+fn print_table(
+    base: &Report,
+    ingest: &Report,
+    refused: &Report,
+    rss_idle: u64,
+    rss_peak: u64,
+    reload: Duration,
+) {
     println!();
     println!("| scenario | requests/s | p50 | p99 | errors | vs baseline |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, r) in [
         ("baseline: bare axum 202, no verify, no storage", base),
         ("hookmesh durable ingest (verify + sled fsync)", ingest),
+        ("hookmesh without the store: verify, refuse (401)", refused),
     ] {
         println!(
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}x |",

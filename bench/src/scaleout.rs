@@ -78,6 +78,7 @@ async fn ingest(spec: &LoadSpec, urls: &[String]) -> anyhow::Result<Report> {
         concurrency: (spec.concurrency / urls.len()).max(1),
         body: spec.body.clone(),
         secret: spec.secret.clone(),
+        expect: spec.expect,
     };
     let runs = futures::future::join_all(urls.iter().map(|u| load::run(&share, u))).await;
     let mut total = Report {
