@@ -17,6 +17,9 @@ pub struct LoadSpec {
     pub secret: String,
     /// The answer that counts as success (202 for ingest; 401 for the refused-signature run).
     pub expect: u16,
+    /// Requests per second over all connections, each connection sending on a fixed schedule
+    /// (open loop, latency counted from the scheduled send); `None`: as fast as answered.
+    pub rate: Option<f64>,
 }
 
 pub struct Report {
@@ -80,12 +83,25 @@ pub async fn run(spec: &LoadSpec, url: &str) -> anyhow::Result<Report> {
         let body = spec.body.clone();
         let signature = signature.clone();
         let expect = spec.expect;
+        // Paced: this connection sends every `interval`, the connections staggered evenly.
+        let pace = spec.rate.filter(|r| *r > 0.0).map(|rate| {
+            let interval = Duration::from_secs_f64(spec.concurrency as f64 / rate);
+            let offset = interval.mul_f64(worker as f64 / spec.concurrency as f64);
+            (Instant::now() + offset, interval)
+        });
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut sent = Vec::with_capacity(1 << 16);
             let (mut ok, mut errors, mut n) = (0u64, 0u64, 0u64);
             loop {
-                let started = Instant::now();
+                let started = match pace {
+                    Some((first, interval)) => {
+                        let at = first + interval.mul_f64(n as f64);
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => Instant::now(),
+                };
                 if started >= end {
                     break;
                 }

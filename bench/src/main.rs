@@ -37,6 +37,9 @@ struct Cli {
     /// data plane, e.g. under `perf record`).
     #[arg(long)]
     load_only: Option<String>,
+    /// With --load-only: requests per second, paced (open loop) instead of as fast as answered.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 const GITHUB_SECRET: &str = "bench-secret";
@@ -53,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         body: load::body(cli.body_bytes),
         secret: GITHUB_SECRET.to_string(),
         expect: 202,
+        rate: cli.load_only.as_ref().and(cli.rate),
     };
     if let Some(url) = &cli.load_only {
         let r = load::run(&spec, url).await?;
@@ -121,12 +125,19 @@ async fn main() -> anyhow::Result<()> {
     let mut gw = dataplane(&routed, &work.path().join("data-routed")).await?;
     let sent = load::run(&spec, &gw.url("/e/bench/github")).await?;
     let delivered = delivered_report(&sent, &receiver).await;
+    // The latency target is at half the delivered rate: paced, not as fast as answered.
+    let half = LoadSpec {
+        rate: Some(delivered.per_second() / 2.0),
+        ..spec.clone()
+    };
+    let sent_half = load::run(&half, &gw.url("/e/bench/github")).await?;
+    let delivered_half = delivered_report(&sent_half, &receiver).await;
     gw.stop(SHUTDOWN).await?;
 
     let scale = scaleout::run(&spec, work.path()).await?;
 
     print_table(&base, &ingest, &refused, rss_idle, rss_peak, reload);
-    print_delivery(&direct, &sent, &delivered);
+    print_delivery(&direct, &sent, &delivered, &delivered_half);
     scaleout::print(&scale);
     Ok(())
 }
@@ -185,7 +196,7 @@ async fn delivered_report(sent: &Report, receiver: &Receiver) -> Report {
     }
 }
 
-fn print_delivery(direct: &Report, sent: &Report, delivered: &Report) {
+fn print_delivery(direct: &Report, sent: &Report, delivered: &Report, half: &Report) {
     println!();
     println!("| end to end | per second | p50 | p99 | not delivered | vs baseline |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -198,6 +209,10 @@ fn print_delivery(direct: &Report, sent: &Report, delivered: &Report) {
         (
             "hookmesh: ingest -> delivered to the receiver (signed)",
             delivered,
+        ),
+        (
+            "hookmesh: ingest -> delivered, paced at half that rate",
+            half,
         ),
     ];
     for (name, r) in rows {

@@ -79,6 +79,7 @@ async fn ingest(spec: &LoadSpec, urls: &[String]) -> anyhow::Result<Report> {
         body: spec.body.clone(),
         secret: spec.secret.clone(),
         expect: spec.expect,
+        rate: None,
     };
     let runs = futures::future::join_all(urls.iter().map(|u| load::run(&share, u))).await;
     let mut total = Report {
