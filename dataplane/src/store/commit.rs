@@ -266,20 +266,24 @@ struct Prepared<'a> {
 fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(news.len());
     let mut prepared = Vec::with_capacity(news.len());
-    // Keys claimed earlier in this same group: the tree does not show them yet.
-    let mut claimed_here: HashMap<Vec<u8>, EventId> = HashMap::new();
+    // Keys claimed earlier in this same group (the tree does not show them yet), each with
+    // the place of the first event that claimed it among the outcomes.
+    let mut claimed_here: HashMap<Vec<u8>, usize> = HashMap::new();
+    // (outcome, outcome of the first event with its key): settled once the claims are.
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
     for new in news {
         let e = &new.event;
         let key = e.id.to_key();
         let mut claim = None;
         if let Some(c) = &new.idempotency {
             let ikey = claim_key(&e.namespace, &e.source, &c.key);
-            if let Some(orig) = claimed_here.get(&ikey) {
-                outcomes.push(IngestOutcome::Duplicate(*orig));
+            if let Some(first) = claimed_here.get(&ikey) {
+                repeats.push((outcomes.len(), *first));
+                outcomes.push(IngestOutcome::Duplicate(e.id));
                 continue;
             }
             let expires = e.received_at.saturating_add(c.window_ms);
-            claimed_here.insert(ikey.clone(), e.id);
+            claimed_here.insert(ikey.clone(), outcomes.len());
             claim = Some((ikey, concat(&[&key, &expires.to_be_bytes()])));
         }
         prepared.push(Prepared {
@@ -318,6 +322,11 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
         }
     }
     let prepared = kept;
+    // A repeat within the group names the event its first holder was found to be, or is.
+    for (repeat, first) in repeats {
+        let (IngestOutcome::Stored(orig) | IngestOutcome::Duplicate(orig)) = outcomes[first];
+        outcomes[repeat] = IngestOutcome::Duplicate(orig);
+    }
     if prepared.is_empty() {
         t.meta.remove(INTENT_KEY)?;
         return Ok(outcomes);
@@ -779,6 +788,27 @@ mod tests {
                 "the intent names an entry that was written"
             );
         }
+    }
+
+    /// Two events of one group with a key an earlier group holds: both are duplicates of the
+    /// stored event, the second too (it must not name the first, which is not stored).
+    #[test]
+    fn repeats_within_a_group_of_a_key_held_earlier_name_the_stored_event() {
+        let (_dir, store) = open();
+        let t = store.trees();
+        let stored = new_event("github", 1, Some("k"), 10);
+        write_group(t, &[&stored]).expect("write");
+        let a = new_event("github", 1, Some("k"), 10);
+        let b = new_event("github", 1, Some("k"), 10);
+        let out = write_group(t, &[&a, &b]).expect("write");
+        assert_eq!(
+            out,
+            vec![
+                IngestOutcome::Duplicate(stored.event.id),
+                IngestOutcome::Duplicate(stored.event.id),
+            ]
+        );
+        assert_eq!(store.event_count(), 1);
     }
 
     /// A claim whose window has closed is replaced by the next event with its key.
