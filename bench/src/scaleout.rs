@@ -74,12 +74,8 @@ async fn list_latency(gw: &Gateway, requests: usize) -> anyhow::Result<Report> {
 /// Durable ingest spread over `urls`, the connections split between them, all at once.
 async fn ingest(spec: &LoadSpec, urls: &[String]) -> anyhow::Result<Report> {
     let share = LoadSpec {
-        duration: spec.duration,
         concurrency: (spec.concurrency / urls.len()).max(1),
-        body: spec.body.clone(),
-        secret: spec.secret.clone(),
-        expect: spec.expect,
-        rate: None,
+        ..spec.clone()
     };
     let runs = futures::future::join_all(urls.iter().map(|u| load::run(&share, u))).await;
     let mut total = Report {
