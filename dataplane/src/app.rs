@@ -1,6 +1,6 @@
 //! The HTTP surface of a data-plane pod: composes the routes each module owns (ingest, the REST
-//! API, probes) with `GET /openapi.json`; puts the REST API behind the peer fan-out and adds
-//! the routes pods call on each other.
+//! API, probes) with `GET /openapi.json`; puts the REST API behind the peer fan-out, and that
+//! behind the console's session gate; adds the routes pods call on each other and the console.
 
 use std::sync::OnceLock;
 
@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use crate::error;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{ingest, peers, probes, query_rule, rest};
+use crate::{console, ingest, peers, probes, query_rule, rest};
 
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -36,8 +36,14 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         peers::fanout::route,
     ));
+    // Outside the fan-out: a console session becomes its API key before the peers are asked.
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        console::gate,
+    ));
     router
         .merge(peers::internal::routes())
+        .merge(console::routes())
         // Outermost: a request with a parameter its route does not take goes no further.
         .layer(axum::middleware::from_fn(query_rule::check))
         .fallback(error::route_not_found)

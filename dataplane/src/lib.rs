@@ -2,13 +2,14 @@
 //!
 //! One module per stage; `server` wires them together for the binary. The stages below the
 //! HTTP layer (`config`, `verify`, `route`, `plan`, `store`, `deliver`) know nothing of it;
-//! `state` is what the HTTP modules (`ingest`, `rest`, `probes`) share, and `app` composes
+//! `state` is what the HTTP modules (`ingest`, `rest`, `probes`, `console`) share, and `app` composes
 //! their routes; `peers` makes several pods answer as one gateway. `docs/architecture.md` draws the whole picture.
 
 pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod error;
 pub mod http_refusals;

@@ -299,6 +299,7 @@ pub async fn subscriptions(
             event_types: s.filter.event_types.clone(),
             header_matchers: s.filter.headers.len(),
             body_matchers: s.filter.body.len(),
+            filters: describe_filters(&s.filter),
             endpoint_circuit: circuit(&state.circuits, &s.namespace, &s.endpoint),
             endpoint_counters: endpoint_counters(&state.metrics, &s.namespace, &s.endpoint),
         })
@@ -308,6 +309,39 @@ pub async fn subscriptions(
         data,
         coverage: Coverage::default(),
     }))
+}
+
+/// A subscription's header and body matchers in words, one line each: `header x-env = "prod"`,
+/// `body /type starts with "order."`, `any of: ...`.
+fn describe_filters(f: &hookmesh_api::config::FilterConfig) -> Vec<String> {
+    use hookmesh_api::config::{Leaf, Matcher, Test};
+    fn leaf(place: &str, l: &Leaf) -> String {
+        let test = match &l.test {
+            Test::Exact(v) => format!("= {v:?}"),
+            Test::Prefix(v) => format!("starts with {v:?}"),
+            Test::Suffix(v) => format!("ends with {v:?}"),
+            Test::Exists(true) => "is present".to_string(),
+            Test::Exists(false) => "is absent".to_string(),
+        };
+        format!("{place} {} {test}", l.field)
+    }
+    fn list(place: &str, ls: &[Leaf]) -> String {
+        ls.iter()
+            .map(|l| leaf(place, l))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+    let one = |place: &str, m: &Matcher| match m {
+        Matcher::Leaf(l) => leaf(place, l),
+        Matcher::Any(ls) => format!("any of: {}", list(place, ls)),
+        Matcher::All(ls) => format!("all of: {}", list(place, ls)),
+        Matcher::Not(l) => format!("not: {}", leaf(place, l)),
+    };
+    f.headers
+        .iter()
+        .map(|m| one("header", m))
+        .chain(f.body.iter().map(|m| one("body", m)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -322,5 +356,34 @@ mod tests {
         );
         assert_eq!(redact_url("http://h/x@y"), "http://h/x@y");
         assert_eq!(redact_url("http://h/x"), "http://h/x");
+    }
+
+    use hookmesh_api::config::{FilterConfig, Leaf, Matcher, Test};
+
+    #[test]
+    fn filters_read_as_words() {
+        let leaf = |field: &str, test| Leaf {
+            field: field.into(),
+            test,
+        };
+        let f = FilterConfig {
+            event_types: vec![],
+            headers: vec![Matcher::Leaf(leaf("x-env", Test::Exact("prod".into())))],
+            body: vec![
+                Matcher::Any(vec![
+                    leaf("/type", Test::Prefix("order.".into())),
+                    leaf("/kind", Test::Suffix("\"x".into())),
+                ]),
+                Matcher::Not(leaf("/test", Test::Exists(true))),
+            ],
+        };
+        assert_eq!(
+            super::describe_filters(&f),
+            vec![
+                r#"header x-env = "prod""#,
+                r#"any of: body /type starts with "order."; body /kind ends with "\"x""#,
+                "not: body /test is present",
+            ]
+        );
     }
 }

@@ -479,6 +479,9 @@ pub struct SubscriptionView {
     pub event_types: Vec<String>,
     pub header_matchers: usize,
     pub body_matchers: usize,
+    /// The header and body matchers in words, one per line: `header x-env = "prod"`,
+    /// `body /type starts with "order."`, `any of: ...`, `not: ...`.
+    pub filters: Vec<String>,
     /// The circuit state of the target endpoint.
     pub endpoint_circuit: String,
     /// Counters of the target endpoint (shared by every subscription to it).

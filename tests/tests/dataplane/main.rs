@@ -2,6 +2,7 @@
 //! sled on disk and real provider signatures. One test binary for all of it, so the suites
 //! link once.
 
+mod console;
 mod delivery;
 mod ingest;
 mod refusals;
