@@ -278,6 +278,30 @@ test('a payload and headers with markup render as text and run nothing', async (
   await context.close();
 });
 
+test('older and newer pages follow the API cursor; text that is not JSON shows as it came', async () => {
+  const text = await ingest('orders', 'plain <b>text</b>, not JSON', { 'content-type': 'text/plain' });
+  for (let i = 0; i < 26; i += 1) await ingest('orders', { type: 'order.bulk', i });
+  const { context, page, problems } = await newPage();
+  await signIn(page, WRITE_KEY);
+  await page.getByLabel('Source').selectOption('default/orders');
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  const rows = page.locator('main tbody tr');
+  await waitFor('a full first page', async () => (await rows.count()) === 25 && /"i":25|order\.bulk/.test(await rows.first().innerText()));
+  const firstPage = await page.locator('main tbody').innerText();
+  await page.getByRole('button', { name: 'Older' }).click();
+  await waitFor('the second page', async () => new RegExp(text).test(await page.locator('main tbody').innerText()));
+  assert.doesNotMatch(await page.locator('main tbody').innerText(), new RegExp((firstPage.match(/evt_\w+/) || ['-'])[0]));
+  await page.getByRole('button', { name: 'Newer' }).click();
+  await waitFor('the first page again', async () => (await page.locator('main tbody').innerText()) === firstPage);
+  await page.goto(`${gw.base}/console#/events/${text}`);
+  await page.getByRole('heading', { name: `Event ${text}` }).waitFor();
+  assert.match(await page.locator('section', { hasText: 'Body' }).innerText(), /Not JSON: shown as received/);
+  assert.equal(await page.locator('pre[aria-labelledby="h-body"]').innerText(), 'plain <b>text</b>, not JSON');
+  assert.equal(await page.locator('main b').count(), 0);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test('keyboard only, on a narrow window', async () => {
   const { context, page, problems } = await newPage({ width: 375, height: 720 });
   await page.goto(`${gw.base}/console`);
