@@ -144,8 +144,21 @@ impl Slice {
 /// Compile a manifests directory. `Err` when it cannot be read or parsed at all; otherwise the
 /// compiled config of `slice` and every problem (loader and compiler) found.
 pub fn compile_dir(dir: &Path, slice: &Slice) -> anyhow::Result<compile::Compiled> {
-    let loaded = manifests::load_dir(dir)
+    compile_dir_with(dir, slice, None)
+}
+
+/// [`compile_dir`] as if the file `extra` (path, text) were there too: a dry run of a write.
+pub fn compile_dir_with(
+    dir: &Path,
+    slice: &Slice,
+    extra: Option<(&Path, &str)>,
+) -> anyhow::Result<compile::Compiled> {
+    let mut loaded = manifests::load_dir(dir)
         .with_context(|| format!("loading manifests from {}", dir.display()))?;
+    if let Some((path, text)) = extra {
+        manifests::load_str(text, path, &mut loaded)
+            .with_context(|| format!("loading {}", path.display()))?;
+    }
     let mut compiled = compile(&loaded.inputs.for_audience(slice.audience()));
     compiled.problems.extend(loaded.problems);
     compiled.problems.sort();

@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod error;
 pub mod http_refusals;
 pub mod ingest;
+pub mod manage;
 pub mod metrics;
 pub mod openapi;
 pub mod peers;

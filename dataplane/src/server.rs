@@ -49,10 +49,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
     let store = Store::open_with(&opts.data_dir.join("sled"), opts.store_cache_mb << 20)
         .with_context(|| format!("opening the store under {}", opts.data_dir.display()))?;
+    let mut manage = None;
     let (live, kube_client) = match &opts.config {
         ConfigFrom::Manifests(dir) => {
             let live = LiveConfig::new(config::initial_standalone(dir, &opts.slice)?);
             config::watch_standalone(dir.clone(), opts.slice.clone(), live.clone())?;
+            // A sidecar serves one workload's slice of the directory; registering is the
+            // gateway's.
+            if opts.slice == config::Slice::Gateway {
+                manage = Some(Arc::new(crate::manage::Files::new(
+                    dir.clone(),
+                    opts.slice.clone(),
+                    live.clone(),
+                )));
+            }
             (live, None)
         }
         ConfigFrom::Secret { namespace, name } => {
@@ -106,6 +116,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         peers: peers.clone(),
         lifecycle: Arc::new(Lifecycle::new(Some(engine))),
         publish_max_body: opts.publish_max_body,
+        manage,
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

@@ -26,6 +26,9 @@ pub struct AppState {
     pub peers: Arc<Peers>,
     /// Whether this pod takes ingest (not while draining), and the engine a drain stops.
     pub lifecycle: Arc<Lifecycle>,
+    /// Where endpoints and subscriptions registered through the API are written (standalone,
+    /// the gateway's slice); `None` where the API does not register objects.
+    pub manage: Option<Arc<crate::manage::Files>>,
     /// Largest body `POST /api/v1/events` reads.
     pub publish_max_body: u64,
 }

@@ -1,6 +1,7 @@
-//! Independent verifiers from PyPI, for what hookmesh signs: the `standardwebhooks` library (the
-//! Standard Webhooks reference implementation for Python) checks outgoing signatures, so the
-//! gateway's signer is judged by code that shares nothing with it.
+//! Independent signers and verifiers from PyPI: the `standardwebhooks` library (the Standard
+//! Webhooks reference implementation for Python) checks outgoing signatures, so the gateway's
+//! signer is judged by code that shares nothing with it; Slack's own `slack_sdk` signs requests
+//! the way Slack does, for what the gateway verifies.
 //!
 //! The virtualenv is made on first use, once per machine, under `target/hookmesh-py/` (built in
 //! a scratch directory and renamed into place, so concurrent test processes never see half of
@@ -17,8 +18,8 @@ use sha2::Digest as _;
 
 use crate::gateway::workspace_root;
 
-/// Exactly what is installed (the package has no dependencies of its own).
-const REQUIREMENTS: &[&str] = &["standardwebhooks==1.1.0"];
+/// Exactly what is installed (neither package has dependencies of its own).
+const REQUIREMENTS: &[&str] = &["standardwebhooks==1.1.0", "slack_sdk==3.47.0"];
 
 static MADE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
@@ -86,36 +87,60 @@ pub fn standard_webhooks_verify(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<Result<(), String>> {
-    let py = python()?;
     let req = serde_json::json!({
         "secret": secret,
         "headers": headers.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
             .collect::<serde_json::Map<_, _>>(),
         "body": base64::engine::general_purpose::STANDARD.encode(body),
     });
-    let mut child = Command::new(py)
-        .args(["-c", VERIFY])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the Python verifier")?;
-    child
-        .stdin
-        .take()
-        .context("verifier stdin")?
-        .write_all(req.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() {
-        bail!(
-            "the Python verifier failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let text = run(VERIFY, &req)?;
     Ok(match text.strip_prefix("refused: ") {
         None if text == "ok" => Ok(()),
         None => Err(format!("unexpected verifier output {text:?}")),
         Some(reason) => Err(reason.to_string()),
     })
+}
+
+const SLACK_SIGN: &str = r#"
+import base64, json, sys
+from slack_sdk.signature import SignatureVerifier
+req = json.load(sys.stdin)
+body = base64.b64decode(req["body"]).decode("utf-8")
+print(SignatureVerifier(req["secret"]).generate_signature(timestamp=str(req["timestamp"]), body=body))
+"#;
+
+/// `slack_sdk.signature.SignatureVerifier(secret).generate_signature(timestamp, body)`: the
+/// `X-Slack-Signature` value Slack would send.
+pub fn slack_signature(secret: &str, timestamp: i64, body: &[u8]) -> anyhow::Result<String> {
+    let req = serde_json::json!({
+        "secret": secret,
+        "timestamp": timestamp,
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+    });
+    run(SLACK_SIGN, &req)
+}
+
+/// Run `script` with `req` as JSON on stdin; its trimmed stdout.
+fn run(script: &str, req: &serde_json::Value) -> anyhow::Result<String> {
+    let py = python()?;
+    let mut child = Command::new(py)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting Python")?;
+    child
+        .stdin
+        .take()
+        .context("python stdin")?
+        .write_all(req.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "the Python script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -4,6 +4,7 @@
 //! payload and its deliveries to disk; the store then wakes the delivery engine.
 
 mod body;
+mod handshake;
 mod publish;
 mod webhook;
 
@@ -44,6 +45,15 @@ pub struct IngestResponse {
     /// Present and `true` when the idempotency key was seen before (200).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<bool>,
+}
+
+/// A 200 of `POST /e/{namespace}/{source}`: a duplicate, or a provider handshake answered.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the two shapes for the OpenAPI document; handlers build each
+pub enum WebhookOk {
+    Duplicate(IngestResponse),
+    Handshake(handshake::ChallengeAnswer),
 }
 
 /// An event that passed the checks, ready to be routed and stored.

@@ -1,7 +1,8 @@
 //! `POST /e/{namespace}/{source}`: a webhook from a provider.
 //!
 //! find source (404) -> size limit (413) -> auth (401) -> verify (401, or flag in audit mode)
-//! -> event type -> idempotency, then [`accept`](super::accept) routes and stores it.
+//! -> a provider handshake is answered here (see `handshake`) -> event type -> idempotency,
+//! then [`accept`](super::accept) routes and stores it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,7 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument as _;
 
 use super::body::read_limited;
-use super::{accept, Accepted, IngestResponse};
+use super::{accept, handshake, Accepted, IngestResponse, WebhookOk};
 use crate::auth;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::Unavailable;
@@ -35,7 +36,7 @@ use crate::verify;
         content((serde_json::Value = "application/json"), (Vec<u8> = "application/octet-stream"))),
     responses(
         (status = 202, description = "Stored durably and routed", body = IngestResponse),
-        (status = 200, description = "A duplicate (idempotency key seen before); nothing stored", body = IngestResponse),
+        (status = 200, description = "A duplicate (idempotency key seen before), nothing stored; or a provider handshake answered, not stored (Slack `url_verification`: `{\"challenge\"}`)", body = WebhookOk),
         (status = 400, description = "Unreadable body", body = ErrorBody),
         (status = 401, description = "Signature missing, invalid or out of tolerance, or the source's API key is wrong", body = ErrorBody),
         (status = 404, description = "No such source (`SOURCE_NOT_FOUND`)", body = ErrorBody),
@@ -92,6 +93,14 @@ pub async fn webhook(
                 return Err(ApiError::unauthorized(failure.code(), failure.to_string()));
             }
         };
+        // Only a verified handshake is answered: in audit mode a badly signed one is stored
+        // like any event, and the provider does not get its answer.
+        if signature_valid == Some(true) {
+            if let Some(answer) = handshake::answer(&src.verification, &body) {
+                tracing::info!("answered the provider's handshake; not stored");
+                return Ok(answer);
+            }
+        }
         let json = LazyJson::lazy(&body);
         let event_type = src
             .event_type

@@ -5,7 +5,9 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use hookmesh_api::config::{EndpointConfig, RetryConfig, RetryDelays, VerifyMode};
+use hookmesh_api::config::{
+    EndpointConfig, RetryConfig, RetryDelays, SubscriptionConfig, VerifyMode,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -28,10 +30,92 @@ pub struct ConfigQuery {
     pub namespace: Option<String>,
 }
 
+/// Filters of `GET /endpoints` and `GET /subscriptions`: a namespace, and optional paging.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigPageQuery {
+    /// Only this namespace.
+    #[param(pattern = "^[a-z0-9.-]{1,253}$")]
+    pub namespace: Option<String>,
+    /// Page size, 1 to 100; without it, every object in one answer.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of `items` (sorted by namespace and name) after `cursor`, when `limit` is given.
+fn page_of<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> (&str, &str),
+    q: &ConfigPageQuery,
+) -> Result<(Vec<T>, Option<Pagination>), ApiError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Some(limit) = q
+        .limit
+        .as_ref()
+        .map(|l| params::limit(Some(l)))
+        .transpose()?
+    else {
+        if q.cursor.is_some() {
+            return Err(ApiError::invalid_parameter("cursor goes with limit"));
+        }
+        return Ok((items, None));
+    };
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => {
+            let text = b64
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter("cursor: not a cursor of this listing")
+                })?;
+            let (ns, name) = text.split_once('/').ok_or_else(|| {
+                ApiError::invalid_parameter("cursor: not a cursor of this listing")
+            })?;
+            Some((ns.to_string(), name.to_string()))
+        }
+    };
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .filter(|i| {
+            after
+                .as_ref()
+                .is_none_or(|(ns, n)| key(i) > (ns.as_str(), n.as_str()))
+        })
+        .collect();
+    let has_more = rest.len() > limit;
+    rest.truncate(limit);
+    let next_cursor = match rest.last() {
+        Some(last) if has_more => {
+            let (ns, n) = key(last);
+            Some(b64.encode(format!("{ns}/{n}")))
+        }
+        _ => None,
+    };
+    Ok((
+        rest,
+        Some(Pagination {
+            limit,
+            has_more,
+            next_cursor,
+        }),
+    ))
+}
+
 fn scope(caller: &crate::auth::Caller, q: &ConfigQuery) -> Result<impl Fn(&str) -> bool, ApiError> {
-    let named = q
-        .namespace
-        .as_deref()
+    scope_of(caller, q.namespace.as_deref())
+}
+
+fn scope_of(
+    caller: &crate::auth::Caller,
+    namespace: Option<&str>,
+) -> Result<impl Fn(&str) -> bool, ApiError> {
+    let named = namespace
         .map(|ns| params::name("namespace", ns))
         .transpose()?;
     let set = visible(caller, named.as_deref())?;
@@ -99,7 +183,11 @@ fn retry_view(r: &RetryConfig) -> RetryView {
     }
 }
 
-fn endpoint_view(e: &EndpointConfig, subscriptions: usize, state: &AppState) -> EndpointView {
+pub(super) fn endpoint_view(
+    e: &EndpointConfig,
+    subscriptions: usize,
+    state: &AppState,
+) -> EndpointView {
     let pause = match state.store.endpoint_pause(&e.namespace, &e.name) {
         Ok(p) => p,
         Err(err) => {
@@ -174,15 +262,10 @@ pub async fn resume_endpoint(
         tracing::info!(%namespace, endpoint = %name, paused_ms = now_ms().saturating_sub(p.since),
             "endpoint resumed; its queued deliveries are due now");
     }
-    let n = live
-        .config
-        .subscriptions
-        .iter()
-        .filter(|s| s.namespace == namespace && s.endpoint == name)
-        .count();
     Ok(Json(EndpointList {
         config_hash: live.hash().to_string(),
-        data: vec![endpoint_view(e, n, &state)],
+        data: vec![endpoint_view(e, subscriptions_to(&live.config, e), &state)],
+        pagination: None,
         coverage: Coverage::default(),
     }))
 }
@@ -233,9 +316,10 @@ pub async fn sources(
     }))
 }
 
-/// The Endpoints of the live config, with delivery counters and circuit state.
+/// The Endpoints of the live config, with delivery counters and circuit state; with `limit`,
+/// one page at a time.
 #[utoipa::path(get, path = "/api/v1/endpoints", tag = "config",
-    params(ConfigQuery),
+    params(ConfigPageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Endpoints, by namespace and name", body = EndpointList),
@@ -245,34 +329,40 @@ pub async fn sources(
 pub async fn endpoints(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Params { value: q, .. }: Params<ConfigQuery>,
+    Params { value: q, .. }: Params<ConfigPageQuery>,
 ) -> Result<Json<EndpointList>, ApiError> {
-    let keep = scope(&caller, &q)?;
+    let keep = scope_of(&caller, q.namespace.as_deref())?;
     let live = state.live.load();
-    let subs = &live.config.subscriptions;
-    let data = live
+    let visible: Vec<&EndpointConfig> = live
         .config
         .endpoints
         .iter()
         .filter(|e| keep(&e.namespace))
-        .map(|e| {
-            let n = subs
-                .iter()
-                .filter(|s| s.namespace == e.namespace && s.endpoint == e.name)
-                .count();
-            endpoint_view(e, n, &state)
-        })
+        .collect();
+    let (page, pagination) = page_of(visible, |e| (&e.namespace, &e.name), &q)?;
+    let data = page
+        .into_iter()
+        .map(|e| endpoint_view(e, subscriptions_to(&live.config, e), &state))
         .collect();
     Ok(Json(EndpointList {
         config_hash: live.hash().to_string(),
         data,
+        pagination,
         coverage: Coverage::default(),
     }))
 }
 
-/// The Subscriptions of the live config.
+/// How many subscriptions deliver to `e`.
+pub(super) fn subscriptions_to(c: &hookmesh_api::GatewayConfig, e: &EndpointConfig) -> usize {
+    c.subscriptions
+        .iter()
+        .filter(|s| s.namespace == e.namespace && s.endpoint == e.name)
+        .count()
+}
+
+/// The Subscriptions of the live config; with `limit`, one page at a time.
 #[utoipa::path(get, path = "/api/v1/subscriptions", tag = "config",
-    params(ConfigQuery),
+    params(ConfigPageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Subscriptions, by namespace and name", body = SubscriptionList),
@@ -282,33 +372,42 @@ pub async fn endpoints(
 pub async fn subscriptions(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Params { value: q, .. }: Params<ConfigQuery>,
+    Params { value: q, .. }: Params<ConfigPageQuery>,
 ) -> Result<Json<SubscriptionList>, ApiError> {
-    let keep = scope(&caller, &q)?;
+    let keep = scope_of(&caller, q.namespace.as_deref())?;
     let live = state.live.load();
-    let data = live
+    let visible: Vec<&SubscriptionConfig> = live
         .config
         .subscriptions
         .iter()
         .filter(|s| keep(&s.namespace))
-        .map(|s| SubscriptionView {
-            namespace: s.namespace.clone(),
-            name: s.name.clone(),
-            endpoint: s.endpoint.clone(),
-            sources: s.sources.clone(),
-            event_types: s.filter.event_types.clone(),
-            header_matchers: s.filter.headers.len(),
-            body_matchers: s.filter.body.len(),
-            filters: describe_filters(&s.filter),
-            endpoint_circuit: circuit(&state.circuits, &s.namespace, &s.endpoint),
-            endpoint_counters: endpoint_counters(&state.metrics, &s.namespace, &s.endpoint),
-        })
+        .collect();
+    let (page, pagination) = page_of(visible, |s| (&s.namespace, &s.name), &q)?;
+    let data = page
+        .into_iter()
+        .map(|s| subscription_view(s, &state))
         .collect();
     Ok(Json(SubscriptionList {
         config_hash: live.hash().to_string(),
         data,
+        pagination,
         coverage: Coverage::default(),
     }))
+}
+
+pub(super) fn subscription_view(s: &SubscriptionConfig, state: &AppState) -> SubscriptionView {
+    SubscriptionView {
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+        endpoint: s.endpoint.clone(),
+        sources: s.sources.clone(),
+        event_types: s.filter.event_types.clone(),
+        header_matchers: s.filter.headers.len(),
+        body_matchers: s.filter.body.len(),
+        filters: describe_filters(&s.filter),
+        endpoint_circuit: circuit(&state.circuits, &s.namespace, &s.endpoint),
+        endpoint_counters: endpoint_counters(&state.metrics, &s.namespace, &s.endpoint),
+    }
 }
 
 /// A subscription's header and body matchers in words, one line each: `header x-env = "prod"`,

@@ -15,6 +15,7 @@
 mod deliveries;
 mod events;
 mod live;
+mod manage;
 pub mod model;
 pub mod params;
 mod replay;
@@ -99,7 +100,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))
         .routes(routes!(live::sources))
-        .routes(routes!(live::endpoints))
+        .routes(routes!(live::endpoints, manage::create_endpoint))
+        .routes(routes!(manage::delete_endpoint))
         .routes(routes!(live::resume_endpoint))
-        .routes(routes!(live::subscriptions))
+        .routes(routes!(live::subscriptions, manage::create_subscription))
+        .routes(routes!(manage::delete_subscription))
 }

@@ -500,6 +500,9 @@ pub struct SourceList {
 pub struct EndpointList {
     pub config_hash: String,
     pub data: Vec<EndpointView>,
+    /// With `limit`: where this page ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
     #[serde(flatten)]
     pub coverage: Coverage,
 }
@@ -508,6 +511,9 @@ pub struct EndpointList {
 pub struct SubscriptionList {
     pub config_hash: String,
     pub data: Vec<SubscriptionView>,
+    /// With `limit`: where this page ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
     #[serde(flatten)]
     pub coverage: Coverage,
 }

@@ -967,3 +967,66 @@ async fn weird_requests_never_get_a_500() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_slack_url_verification_signed_by_slack_sdk_is_answered_and_not_stored() {
+    let mut f = start().await;
+    let url = f.gw.url("/e/shop/slack");
+    let now = now_unix();
+    let ts = now.to_string();
+    // Slack's documented handshake, signed by Slack's own SDK.
+    let challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P";
+    let body = format!(
+        r#"{{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"{challenge}","type":"url_verification"}}"#
+    );
+    let sig = hookmesh_tests::python::slack_signature(SLACK_SECRET, now, body.as_bytes()).unwrap();
+    assert_eq!(sig, sign::slack(SLACK_SECRET, now, body.as_bytes()));
+    let headers = [
+        ("x-slack-signature", sig.as_str()),
+        ("x-slack-request-timestamp", ts.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let r = post(&url, &headers, body.clone()).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({ "challenge": challenge }));
+
+    // The same handshake with a wrong signature gets no answer.
+    let forged = sign::slack("not-the-secret", now, body.as_bytes());
+    let bad = post(
+        &url,
+        &[
+            ("x-slack-signature", forged.as_str()),
+            ("x-slack-request-timestamp", ts.as_str()),
+        ],
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_refused(&bad, 401, "SIGNATURE_INVALID");
+
+    // An event from the same app is stored as usual.
+    let event = br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#;
+    let sig = hookmesh_tests::python::slack_signature(SLACK_SECRET, now, event).unwrap();
+    let stored = post(
+        &url,
+        &[
+            ("x-slack-signature", sig.as_str()),
+            ("x-slack-request-timestamp", ts.as_str()),
+        ],
+        &event[..],
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.status, 202, "{}", stored.text());
+    let id: EventId = stored.json()["id"].as_str().unwrap().parse().unwrap();
+
+    let store = open_store(&mut f).await;
+    let all = store
+        .list_events(&Default::default(), None, 100, usize::MAX)
+        .unwrap();
+    assert_eq!(
+        all.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![id],
+        "only the event was stored, not the handshake"
+    );
+}

@@ -5,6 +5,7 @@
 mod console;
 mod delivery;
 mod ingest;
+mod manage;
 mod refusals;
 mod rest;
 mod rest_limits;
