@@ -1083,11 +1083,47 @@ def check_negative(helm: Helm) -> None:
         (["--set", "sidecarInjector.sidecarImage.digest=latest"], "digest"),
         (["--set", "sidecarInjector.tlsSecretName=Not_A_Name"], "tlsSecretName"),
         (["--set", "sidecarInjector.nosuchkey=1"], "nosuchkey"),
+        (["--set", "dataplane.registration.namespaces={Not_A_Namespace}"], "namespaces"),
     ]
     for args, needle in cases:
         proc = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args, ok=False)
         expect(proc.returncode != 0, f"helm template {' '.join(args)} should have failed")
         expect(needle in proc.stderr, f"helm template {' '.join(args)}: error does not mention {needle!r}:\n{proc.stderr}")
+
+
+REGISTRATION_RULES = {
+    ("hookmesh.io", "endpoints", ()): {"get", "list", "create", "delete"},
+    ("hookmesh.io", "subscriptions", ()): {"get", "list", "create", "delete"},
+}
+
+
+def check_registration(helm: Helm) -> list[dict]:
+    """dataplane.registration.namespaces: a Role per namespace on Endpoints and Subscriptions
+    only (never Secrets), bound to the data-plane ServiceAccount, and --registration=true;
+    nothing of it by default."""
+    default = helm.template()
+    expect(not [r for r in by_kind(default, "Role") if r["metadata"]["name"].endswith("-registration")],
+           "registration Roles rendered by default")
+    dp_args = lambda objs: containers(one(objs, "StatefulSet", "-dataplane"))[0]["args"]
+    expect("--registration=true" not in dp_args(default), "--registration=true by default")
+    objs = helm.template("--set", "dataplane.registration.namespaces={team-a,team-b}")
+    roles = [r for r in by_kind(objs, "Role") if r["metadata"]["name"].endswith("-dataplane-registration")]
+    expect(sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"],
+           f"one registration Role per namespace: {[r['metadata'] for r in roles]}")
+    for role in roles:
+        expect(flatten_rules(role) == REGISTRATION_RULES, f"registration Role rules {flatten_rules(role)}")
+    dp_sa = one(objs, "StatefulSet", "-dataplane")["spec"]["template"]["spec"]["serviceAccountName"]
+    bindings = [b for b in by_kind(objs, "RoleBinding") if b["metadata"]["name"].endswith("-dataplane-registration")]
+    expect(sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"], "one binding per namespace")
+    for b in bindings:
+        expect(b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[0]["metadata"]["name"]},
+               f"binding roleRef {b['roleRef']}")
+        expect(b["subjects"] == [{"kind": "ServiceAccount", "name": dp_sa, "namespace": NAMESPACE}],
+               f"binding subjects {b['subjects']}")
+    expect(dp_args(objs).count("--registration=true") == 1, f"--registration=true once: {dp_args(objs)}")
+    expect(not [b for b in by_kind(objs, "ClusterRoleBinding") for s in b["subjects"] if s["name"] == dp_sa],
+           "the data plane is bound cluster-wide")
+    return objs
 
 
 def check_long_release_name(helm: Helm) -> None:
@@ -1334,6 +1370,11 @@ def main() -> int:
                            "webhook port or pods/roles/rolebindings rules", check_injector_disabled, helm)
         if disabled:
             r.check("sidecarInjector.enabled=false: kubernetes-validate (strict)", check_schema_validation, disabled)
+        registration = r.check(f"{hl}: dataplane.registration.namespaces: a Role per namespace on Endpoints and Subscriptions "
+                               "only, bound to the data-plane ServiceAccount, --registration=true; none by default",
+                               check_registration, helm)
+        if registration:
+            r.check("registration: kubernetes-validate (strict)", check_schema_validation, registration)
         r.check(f"{hl}: --sidecar-image is the data-plane image unless sidecarInjector.sidecarImage overrides it",
                 check_sidecar_image, helm)
         r.check("default: peer settings rendered as args (--peer-refresh, --peer-timeout, --drain-on-shutdown, --drain-timeout)",

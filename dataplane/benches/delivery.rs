@@ -70,6 +70,7 @@ async fn run(events: usize, concurrency: usize) -> anyhow::Result<()> {
         peers: Default::default(),
         publish_max_body: 1024 * 1024,
         slice: Default::default(),
+        registration: false,
     };
     tokio::spawn(async move {
         if let Err(e) = server::run(opts).await {

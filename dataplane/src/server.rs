@@ -42,6 +42,8 @@ pub struct Options {
     pub publish_max_body: u64,
     /// Standalone: which objects of the manifests this process serves.
     pub slice: config::Slice,
+    /// In cluster: register endpoints and subscriptions through the REST API, as resources.
+    pub registration: bool,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -57,10 +59,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             // A sidecar serves one workload's slice of the directory; registering is the
             // gateway's.
             if opts.slice == config::Slice::Gateway {
-                manage = Some(Arc::new(crate::manage::Files::new(
-                    dir.clone(),
-                    opts.slice.clone(),
-                    live.clone(),
+                manage = Some(Arc::new(crate::manage::Manager::Files(
+                    crate::manage::Files::new(dir.clone(), opts.slice.clone(), live.clone()),
                 )));
             }
             (live, None)
@@ -84,6 +84,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                     tracing::error!(error = format!("{e:#}"), "config Secret watch ended");
                 }
             });
+            if opts.registration {
+                manage = Some(Arc::new(crate::manage::Manager::Kube(
+                    crate::manage::Kube::new(client.clone(), live.clone()),
+                )));
+            }
             (live, Some(client))
         }
     };

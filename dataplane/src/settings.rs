@@ -109,6 +109,13 @@ pub struct Cli {
         default_value_t = hookmesh_api::compile::DEFAULT_MAX_BODY_BYTES,
         value_parser = clap::value_parser!(u64).range(1..=MAX_PUBLISH_BODY))]
     pub publish_max_body: u64,
+    /// In cluster: register endpoints and subscriptions through `POST /api/v1/endpoints` and
+    /// `/subscriptions` as Endpoint and Subscription resources (the ServiceAccount needs to
+    /// create, get, list and delete them: the chart's `dataplane.registration.enabled`).
+    /// Standalone always registers, as files under the manifests directory.
+    #[arg(long, env = "HOOKMESH_REGISTRATION", default_value_t = false,
+        action = clap::ArgAction::Set)]
+    pub registration: bool,
     /// Standalone sidecar: serve only the Sources and Endpoints of workload NAMESPACE/NAME (their
     /// `workload` field), with the Subscriptions to its Endpoints. Without it a standalone
     /// process is a gateway: it serves every object bound to no workload.
@@ -244,6 +251,7 @@ impl Cli {
                 drain_timeout: self.drain_timeout,
             },
             publish_max_body: self.publish_max_body,
+            registration: self.registration,
             slice: match &self.workload {
                 None => Slice::Gateway,
                 Some(w) => {

@@ -26,9 +26,10 @@ pub struct AppState {
     pub peers: Arc<Peers>,
     /// Whether this pod takes ingest (not while draining), and the engine a drain stops.
     pub lifecycle: Arc<Lifecycle>,
-    /// Where endpoints and subscriptions registered through the API are written (standalone,
-    /// the gateway's slice); `None` where the API does not register objects.
-    pub manage: Option<Arc<crate::manage::Files>>,
+    /// Where endpoints and subscriptions registered through the API are written: files
+    /// (standalone, the gateway's slice) or resources (cluster, when enabled); `None` where
+    /// the API does not register objects.
+    pub manage: Option<Arc<crate::manage::Manager>>,
     /// Largest body `POST /api/v1/events` reads.
     pub publish_max_body: u64,
 }

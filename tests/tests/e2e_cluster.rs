@@ -26,6 +26,7 @@ mod e2e_cluster {
     pub mod injection;
     pub mod kube_util;
     pub mod procs;
+    pub mod registration;
     pub mod restart;
 }
 
@@ -73,6 +74,11 @@ const TESTS: &[(&str, bool, Check)] = &[
         "operator_and_dataplane_as_the_charts_service_accounts",
         false,
         e2e_cluster::gateway::operator_and_dataplane,
+    ),
+    (
+        "registration_through_the_rest_api_creates_real_resources",
+        false,
+        e2e_cluster::registration::registration,
     ),
     (
         "sidecar_mode_installed_by_the_chart_runs_the_readme_example",

@@ -158,7 +158,7 @@ impl Files {
                     || p.kind == Kind::Secret && p.name == objects::signing_secret_name(name))
         };
         if let Some(p) = compiled.problems.iter().find(|p| own(p)) {
-            return Err(ManageError::Rejected(p.clone()));
+            return Err(ManageError::from(p));
         }
         if let Some(p) = compiled.problems.first() {
             return Err(ManageError::ManifestsBroken(p.to_string()));

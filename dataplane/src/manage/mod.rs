@@ -1,15 +1,18 @@
 //! Endpoints and subscriptions registered through the REST API, kept in the one source of
 //! truth declared objects live in: standalone, YAML files under `<manifests>/managed/`, which
-//! the directory watcher compiles like any other manifest. Each call answers once what it
-//! wrote is live, or with the compiler's reason before anything is written.
+//! the directory watcher compiles like any other manifest (`files`); in cluster, the resources
+//! themselves, created through the Kubernetes API for the operator to compile (`kube`). Each
+//! call answers once what it wrote is live, or with the reason it was refused.
 //!
 //! Objects written here carry the label `hookmesh.io/managed-by: api` (so a GitOps tool can be
 //! told to leave them alone); objects declared any other way cannot be changed or deleted
 //! through the API.
 
 mod files;
+mod kube;
 mod objects;
 
+pub use self::kube::Kube;
 pub use files::Files;
 pub use objects::{generate_signing_secret, valid_name, NewEndpoint, NewSubscription};
 
@@ -51,14 +54,68 @@ pub enum ManageError {
         name: String,
         subscriptions: String,
     },
-    #[error("{0}")]
-    Rejected(Problem),
+    /// Refused by the compiler or the API server: the reason code and its message.
+    #[error("{reason}: {message}")]
+    Rejected { reason: String, message: String },
     #[error("the manifests directory does not compile ({0}); nothing was written: fix it first")]
     ManifestsBroken(String),
     #[error("written, but not live after {0:?}: see the data plane's log")]
     NotLive(std::time::Duration),
     #[error("cannot write the managed manifests: {0}")]
     Io(String),
+    #[error("the Kubernetes API refused the data plane: {0} (registration through the API needs the chart's dataplane.registration.enabled)")]
+    NotPermitted(String),
+    #[error("the Kubernetes API did not answer as expected: {0}")]
+    Kube(String),
+}
+
+impl From<&Problem> for ManageError {
+    fn from(p: &Problem) -> Self {
+        ManageError::Rejected {
+            reason: p.reason.to_string(),
+            message: p.message.clone(),
+        }
+    }
+}
+
+/// Where registrations are written.
+pub enum Manager {
+    Files(Files),
+    Kube(Kube),
+}
+
+impl Manager {
+    pub async fn create_endpoint(&self, e: &NewEndpoint) -> Result<(), ManageError> {
+        match self {
+            Manager::Files(f) => f.create_endpoint(e, &generate_signing_secret()).await,
+            Manager::Kube(k) => k.create_endpoint(e).await,
+        }
+    }
+
+    pub async fn delete_endpoint(&self, namespace: &str, name: &str) -> Result<(), ManageError> {
+        match self {
+            Manager::Files(f) => f.delete_endpoint(namespace, name).await,
+            Manager::Kube(k) => k.delete_endpoint(namespace, name).await,
+        }
+    }
+
+    pub async fn create_subscription(&self, s: &NewSubscription) -> Result<(), ManageError> {
+        match self {
+            Manager::Files(f) => f.create_subscription(s).await,
+            Manager::Kube(k) => k.create_subscription(s).await,
+        }
+    }
+
+    pub async fn delete_subscription(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ManageError> {
+        match self {
+            Manager::Files(f) => f.delete_subscription(namespace, name).await,
+            Manager::Kube(k) => k.delete_subscription(namespace, name).await,
+        }
+    }
 }
 
 impl From<ManageError> for ApiError {
@@ -71,10 +128,12 @@ impl From<ManageError> for ApiError {
                 (StatusCode::CONFLICT, "DECLARED_BY_MANIFESTS")
             }
             ManageError::InUse { .. } => (StatusCode::CONFLICT, "ENDPOINT_IN_USE"),
-            ManageError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_OBJECT"),
+            ManageError::Rejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_OBJECT"),
             ManageError::ManifestsBroken(_) => (StatusCode::CONFLICT, "MANIFESTS_DO_NOT_COMPILE"),
             ManageError::NotLive(_) => (StatusCode::SERVICE_UNAVAILABLE, "NOT_LIVE_YET"),
             ManageError::Io(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE"),
+            ManageError::NotPermitted(_) => (StatusCode::CONFLICT, "MANAGEMENT_UNAVAILABLE"),
+            ManageError::Kube(_) => (StatusCode::SERVICE_UNAVAILABLE, "KUBERNETES_UNAVAILABLE"),
         };
         ApiError::new(status, code, message)
     }

@@ -52,13 +52,25 @@ fn metadata(namespace: &str, name: &str) -> Value {
     })
 }
 
-/// The Secret and the Endpoint, in that order.
+/// The Secret and the Endpoint, in that order (standalone: nothing else makes the Secret).
 pub fn endpoint_manifests(e: &NewEndpoint, secret: &str) -> Vec<Value> {
     let secret_name = signing_secret_name(&e.name);
-    let mut spec = json!({
-        "url": e.url,
-        "secretRef": { "name": secret_name, "key": "secret" },
-    });
+    let mut endpoint = endpoint_resource(e);
+    endpoint["spec"]["secretRef"] = json!({ "name": secret_name, "key": "secret" });
+    vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata(&e.namespace, &secret_name),
+            "stringData": { "secret": secret },
+        }),
+        endpoint,
+    ]
+}
+
+/// The Endpoint alone, signing with `<name>-signing` (in cluster the operator creates it).
+pub fn endpoint_resource(e: &NewEndpoint) -> Value {
+    let mut spec = json!({ "url": e.url });
     if !e.headers.is_empty() {
         spec["headers"] = json!(e.headers);
     }
@@ -71,20 +83,12 @@ pub fn endpoint_manifests(e: &NewEndpoint, secret: &str) -> Vec<Value> {
     if e.disabled {
         spec["disabled"] = json!(true);
     }
-    vec![
-        json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": metadata(&e.namespace, &secret_name),
-            "stringData": { "secret": secret },
-        }),
-        json!({
-            "apiVersion": "hookmesh.io/v1alpha1",
-            "kind": "Endpoint",
-            "metadata": metadata(&e.namespace, &e.name),
-            "spec": spec,
-        }),
-    ]
+    json!({
+        "apiVersion": "hookmesh.io/v1alpha1",
+        "kind": "Endpoint",
+        "metadata": metadata(&e.namespace, &e.name),
+        "spec": spec,
+    })
 }
 
 pub fn subscription_manifest(s: &NewSubscription) -> Value {

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +19,7 @@ use super::params::{self, JsonBody};
 use super::Auth;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::manage::{self, Files, NewEndpoint, NewSubscription};
+use crate::manage::{self, Manager, NewEndpoint, NewSubscription};
 use crate::openapi::RestErrors;
 use crate::state::AppState;
 
@@ -81,13 +83,14 @@ pub struct SubscriptionFilter {
     pub sources: Vec<String>,
 }
 
-fn manager(state: &AppState) -> Result<&Files, ApiError> {
+fn manager(state: &AppState) -> Result<&Manager, ApiError> {
     state.manage.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "MANAGEMENT_UNAVAILABLE",
-            "this data plane does not register objects through the API (a sidecar, or cluster \
-             mode): declare Endpoint and Subscription resources instead",
+            "this data plane does not register objects through the API (a sidecar, or a \
+             cluster install without dataplane.registration.enabled): declare Endpoint and \
+             Subscription resources instead",
         )
     })
 }
@@ -154,7 +157,7 @@ pub async fn create_endpoint(
     if body.url.is_empty() {
         return Err(invalid("url is required".into()));
     }
-    let files = manager(&state)?;
+    let manager = manager(&state)?;
     let new = NewEndpoint {
         namespace,
         name: body.name,
@@ -164,8 +167,7 @@ pub async fn create_endpoint(
         max_attempts: body.max_attempts,
         disabled: body.disabled,
     };
-    let secret = manage::generate_signing_secret();
-    files.create_endpoint(&new, &secret).await?;
+    manager.create_endpoint(&new).await?;
     tracing::info!(namespace = %new.namespace, endpoint = %new.name, key_id = %caller.id,
         "endpoint registered through the API");
     let live = state.live.load();
@@ -174,6 +176,11 @@ pub async fn create_endpoint(
         .endpoint(&new.namespace, &new.name)
         .ok_or_else(|| ApiError::from(manage::ManageError::NotLive(manage::LIVE_TIMEOUT)))?;
     let endpoint = endpoint_view(e, subscriptions_to(&live.config, e), &state);
+    // What it signs with, as compiled: the file's secret standalone, the operator's in cluster.
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(e.signing_key.expose())
+    );
     Ok((
         StatusCode::CREATED,
         Json(CreatedEndpoint { endpoint, secret }),

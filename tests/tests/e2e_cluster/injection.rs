@@ -345,9 +345,9 @@ async fn sidecar_mode(
         "the sidecar to load its slice",
         Duration::from_secs(60),
         || async {
-            hookmesh_tests::http::get(&format!("{url}/readyz"))
-                .await?
-                .expect(200);
+            // An error, not a panic: 503 "waiting for config" is a state to wait out.
+            let r = hookmesh_tests::http::get(&format!("{url}/readyz")).await?;
+            anyhow::ensure!(r.status == 200, "readyz {}: {}", r.status, r.text());
             Ok(())
         },
     )
