@@ -1,4 +1,6 @@
-//! Standalone: registrations as files under `<manifests>/managed/<namespace>/<kind>/<name>.yaml`,
+//! Standalone: registrations as files under
+//! `<manifests>/managed/<namespace>/<kind>/<name>/manifest.yaml` (a directory per object: a
+//! name may be 253 characters, and `<name>.yaml` would pass the 255 a file name may have),
 //! written atomically (a temporary file in the same directory, then a rename), so the watcher
 //! never compiles half a file. One registration at a time: each is checked against the
 //! directory as it is, then written, then waited for.
@@ -38,7 +40,8 @@ impl Files {
             .join("managed")
             .join(namespace)
             .join(kind)
-            .join(format!("{name}.yaml"))
+            .join(name)
+            .join("manifest.yaml")
     }
 
     /// Register `e` with the signing secret `secret`; returns once it is live.
@@ -237,10 +240,16 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), ManageError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Remove an object's file, then its directory (empty once the file is gone).
 fn remove(path: &Path) -> Result<(), ManageError> {
     match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ManageError::Io(format!("{}: {e}", path.display()))),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ManageError::Io(format!("{}: {e}", path.display()))),
     }
+    if let Some(dir) = path.parent() {
+        // Best effort: a leftover empty directory holds no manifest.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
 }

@@ -112,7 +112,9 @@ async fn a_registered_endpoint_and_subscription_go_live_receive_signed_deliverie
     assert_eq!(body["endpoint"]["namespace"], "default");
     assert_eq!(body["endpoint"]["retry"]["max_attempts"], 3);
     // The file is there, labelled as the API's, and the listing never shows the secret again.
-    let file = gw.manifests.join("managed/default/endpoint/crm.yaml");
+    let file = gw
+        .manifests
+        .join("managed/default/endpoint/crm/manifest.yaml");
     let text = std::fs::read_to_string(&file).expect("the managed file");
     assert!(text.contains("hookmesh.io/managed-by: api"), "{text}");
     let listed = gw.get("/api/v1/endpoints", WRITE).await;
@@ -130,7 +132,7 @@ async fn a_registered_endpoint_and_subscription_go_live_receive_signed_deliverie
     assert_eq!(sub.json()["sources"], json!(["orders"]));
     assert!(gw
         .manifests
-        .join("managed/default/subscription/crm-orders.yaml")
+        .join("managed/default/subscription/crm-orders/manifest.yaml")
         .exists());
 
     // Deliveries flow to it, signed with the secret shown at creation.
@@ -163,7 +165,7 @@ async fn a_registered_endpoint_and_subscription_go_live_receive_signed_deliverie
     assert!(!file.exists());
     assert!(!gw
         .manifests
-        .join("managed/default/subscription/crm-orders.yaml")
+        .join("managed/default/subscription/crm-orders/manifest.yaml")
         .exists());
     let after = gw
         .ingest(
@@ -234,12 +236,7 @@ async fn registrations_are_refused_with_a_code_and_declared_objects_are_left_alo
         bad_url.text()
     );
     assert!(
-        !gw.manifests
-            .join("managed")
-            .join("default")
-            .join("endpoint")
-            .join("a.yaml")
-            .exists(),
+        !gw.manifests.join("managed/default/endpoint/a").exists(),
         "nothing written"
     );
 
@@ -316,6 +313,37 @@ async fn registrations_are_refused_with_a_code_and_declared_objects_are_left_alo
     )
     .await
     .expect(204);
+
+    // The longest name a Kubernetes object may have still fits on disk.
+    let long = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    assert_eq!(long.len(), 253);
+    post(
+        &gw,
+        "/api/v1/endpoints",
+        WRITE,
+        json!({"name": long, "url": url}),
+    )
+    .await
+    .expect(201);
+    gw.call(
+        Method::DELETE,
+        &format!("/api/v1/endpoints/default/{long}"),
+        WRITE,
+        None,
+    )
+    .await
+    .expect(204);
+    assert!(!gw
+        .manifests
+        .join("managed/default/endpoint")
+        .join(&long)
+        .exists());
 
     // A scoped key registers in its own namespace without naming it.
     let team = post(

@@ -442,17 +442,40 @@
       ])),
     ];
     if (canWrite()) sections.push(await eventActions(e));
-    sections.push(deliveriesSection(deliveries));
-    sections.push(payloadSection(e, detail.payload));
-    sections.push(h('section', { class: 'card', 'aria-labelledby': 'h-timeline' }, h('h2', { id: 'h-timeline' }, 'Timeline'),
+    let shownDeliveries = deliveriesSection(deliveries);
+    let shownTimeline = timelineSection(timeline);
+    sections.push(shownDeliveries, payloadSection(e, detail.payload), shownTimeline);
+    render(`Event ${e.id}`, sections);
+    // While a delivery is still in progress, show how it ends: the deliveries and the timeline
+    // are replaced in place, so focus, selections and scroll stay where the reader left them.
+    if (inProgress(deliveries)) {
+      every(3000, async () => {
+        if (document.hidden) return;
+        try {
+          const [fresh, events] = await Promise.all([
+            api('GET', `${path}?include=deliveries`), api('GET', `${path}/timeline`)]);
+          const ds = await Promise.all((fresh.deliveries || []).map((d) =>
+            api('GET', `/api/v1/deliveries/${encodeURIComponent(d.id)}`)));
+          const nextDeliveries = deliveriesSection(ds);
+          const nextTimeline = timelineSection(events);
+          shownDeliveries.replaceWith(nextDeliveries);
+          shownTimeline.replaceWith(nextTimeline);
+          [shownDeliveries, shownTimeline] = [nextDeliveries, nextTimeline];
+          if (!inProgress(ds)) stopTimers();
+        } catch (_) { /* the next tick tries again */ }
+      });
+    }
+  }
+
+  function inProgress(deliveries) {
+    return deliveries.some((d) => !['success', 'failed', 'dead_letter'].includes(d.status));
+  }
+
+  function timelineSection(timeline) {
+    return h('section', { class: 'card', 'aria-labelledby': 'h-timeline' }, h('h2', { id: 'h-timeline' }, 'Timeline'),
       timeline.data.length ? h('ol', { class: 'timeline' }, timeline.data.map((t) => h('li', {},
         when(t.at), ' ', h('strong', {}, t.kind.replace(/_/g, ' ')), ': ', t.message)))
-        : h('p', { class: 'muted' }, 'Nothing yet.')));
-    render(`Event ${e.id}`, sections);
-    // While a delivery is still in progress, show how it ends.
-    if (deliveries.some((d) => !['success', 'failed', 'dead_letter'].includes(d.status))) {
-      every(3000, () => { if (!document.hidden && !document.querySelector('dialog')) route(); });
-    }
+        : h('p', { class: 'muted' }, 'Nothing yet.'));
   }
 
   async function eventActions(e) {
