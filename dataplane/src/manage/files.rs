@@ -49,11 +49,7 @@ impl Files {
         let _one = self.one_at_a_time.lock().await;
         let path = self.path(ENDPOINT, &e.namespace, &e.name);
         if self.live.load().endpoint(&e.namespace, &e.name).is_some() || path.exists() {
-            return Err(ManageError::AlreadyExists {
-                kind: "endpoint",
-                namespace: e.namespace.clone(),
-                name: e.name.clone(),
-            });
+            return Err(ManageError::exists("endpoint", &e.namespace, &e.name));
         }
         let text = objects::to_yaml(&objects::endpoint_manifests(e, secret))
             .map_err(|err| ManageError::Io(err.to_string()))?;
@@ -103,11 +99,7 @@ impl Files {
         let _one = self.one_at_a_time.lock().await;
         let path = self.path(SUBSCRIPTION, &s.namespace, &s.name);
         if subscription_of(&self.live.load().config, &s.namespace, &s.name) || path.exists() {
-            return Err(ManageError::AlreadyExists {
-                kind: "subscription",
-                namespace: s.namespace.clone(),
-                name: s.name.clone(),
-            });
+            return Err(ManageError::exists("subscription", &s.namespace, &s.name));
         }
         let text = objects::to_yaml(&[objects::subscription_manifest(s)])
             .map_err(|err| ManageError::Io(err.to_string()))?;
@@ -199,19 +191,10 @@ impl Files {
 
 /// Why an object without a managed file cannot be removed: it is declared, or it is not there.
 fn not_ours(kind: &'static str, declared: bool, namespace: &str, name: &str) -> ManageError {
-    let (namespace, name) = (namespace.to_string(), name.to_string());
     if declared {
-        ManageError::DeclaredByManifests {
-            kind,
-            namespace,
-            name,
-        }
+        ManageError::declared(kind, namespace, name)
     } else {
-        ManageError::NotFound {
-            kind,
-            namespace,
-            name,
-        }
+        ManageError::not_found(kind, namespace, name)
     }
 }
 

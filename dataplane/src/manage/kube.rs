@@ -96,7 +96,7 @@ impl Kube {
 
     pub async fn create_endpoint(&self, e: &NewEndpoint) -> Result<(), ManageError> {
         if self.live.load().endpoint(&e.namespace, &e.name).is_some() {
-            return Err(exists("endpoint", &e.namespace, &e.name));
+            return Err(ManageError::exists("endpoint", &e.namespace, &e.name));
         }
         let obj: Endpoint = decode(objects::endpoint_resource(e))?;
         let (ns, name) = (e.namespace.as_str(), e.name.as_str());
@@ -110,8 +110,10 @@ impl Kube {
         let api: Api<Endpoint> = self.api(namespace);
         let obj = api.get_opt(name).await.map_err(kube_error)?;
         match obj {
-            None => return Err(not_found("endpoint", namespace, name)),
-            Some(o) if !managed(&o) => return Err(declared("endpoint", namespace, name)),
+            None => return Err(ManageError::not_found("endpoint", namespace, name)),
+            Some(o) if !managed(&o) => {
+                return Err(ManageError::declared("endpoint", namespace, name))
+            }
             Some(_) => {}
         }
         let subs: Api<Subscription> = self.api(namespace);
@@ -161,8 +163,10 @@ impl Kube {
     ) -> Result<(), ManageError> {
         let api: Api<Subscription> = self.api(namespace);
         match api.get_opt(name).await.map_err(kube_error)? {
-            None => return Err(not_found("subscription", namespace, name)),
-            Some(o) if !managed(&o) => return Err(declared("subscription", namespace, name)),
+            None => return Err(ManageError::not_found("subscription", namespace, name)),
+            Some(o) if !managed(&o) => {
+                return Err(ManageError::declared("subscription", namespace, name))
+            }
             Some(_) => {}
         }
         delete(&api, name).await?;
@@ -221,7 +225,7 @@ impl Kube {
             match api.create(&pp, obj).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(r)) if r.code == 409 => {
-                    return Err(exists(kind, namespace, name))
+                    return Err(ManageError::exists(kind, namespace, name))
                 }
                 Err(e) => return Err(kube_error(e)),
             }
@@ -273,30 +277,6 @@ where
 
 fn decode<K: DeserializeOwned>(v: serde_json::Value) -> Result<K, ManageError> {
     serde_json::from_value(v).map_err(|e| ManageError::Kube(format!("building the object: {e}")))
-}
-
-fn exists(kind: &'static str, namespace: &str, name: &str) -> ManageError {
-    ManageError::AlreadyExists {
-        kind,
-        namespace: namespace.into(),
-        name: name.into(),
-    }
-}
-
-fn not_found(kind: &'static str, namespace: &str, name: &str) -> ManageError {
-    ManageError::NotFound {
-        kind,
-        namespace: namespace.into(),
-        name: name.into(),
-    }
-}
-
-fn declared(kind: &'static str, namespace: &str, name: &str) -> ManageError {
-    ManageError::DeclaredByManifests {
-        kind,
-        namespace: namespace.into(),
-        name: name.into(),
-    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,35 @@ pub enum ManageError {
     Kube(String),
 }
 
+impl ManageError {
+    pub(crate) fn not_found(kind: &'static str, namespace: &str, name: &str) -> Self {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        ManageError::NotFound {
+            kind,
+            namespace,
+            name,
+        }
+    }
+
+    pub(crate) fn exists(kind: &'static str, namespace: &str, name: &str) -> Self {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        ManageError::AlreadyExists {
+            kind,
+            namespace,
+            name,
+        }
+    }
+
+    pub(crate) fn declared(kind: &'static str, namespace: &str, name: &str) -> Self {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        ManageError::DeclaredByManifests {
+            kind,
+            namespace,
+            name,
+        }
+    }
+}
+
 impl From<&Problem> for ManageError {
     fn from(p: &Problem) -> Self {
         ManageError::Rejected {
