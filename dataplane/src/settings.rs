@@ -111,7 +111,8 @@ pub struct Cli {
     pub publish_max_body: u64,
     /// In cluster: register endpoints and subscriptions through `POST /api/v1/endpoints` and
     /// `/subscriptions` as Endpoint and Subscription resources (the ServiceAccount needs to
-    /// create, get, list and delete them: the chart's `dataplane.registration.enabled`).
+    /// create, get, list and delete them: the chart sets this when
+    /// `dataplane.registration.namespaces` lists namespaces, with a Role in each).
     /// Standalone always registers, as files under the manifests directory.
     #[arg(long, env = "HOOKMESH_REGISTRATION", default_value_t = false,
         action = clap::ArgAction::Set)]
@@ -385,6 +386,8 @@ mod tests {
             "peers-dns",
             "peer-token",
             "workload",
+            // From `dataplane.registration.namespaces`, which also renders the Roles it needs.
+            "registration",
         ];
         let mut flags: Vec<String> = Cli::command()
             .get_arguments()
