@@ -31,11 +31,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
-    // Before the internal routes are merged: those are this pod's alone.
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        peers::fanout::route,
-    ));
+    // Before the other internal routes are merged: those are this pod's alone.
+    let router =
+        router
+            .merge(peers::internal::fanned_out())
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                peers::fanout::route,
+            ));
     // Outside the fan-out: a console session becomes its API key before the peers are asked.
     let router = router.layer(axum::middleware::from_fn_with_state(
         state.clone(),

@@ -117,7 +117,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         store: store.clone(),
         metrics: metrics.clone(),
         limiter: Arc::new(RateLimiter::new(rate, rate.saturating_mul(2))),
-        circuits: engine.circuits(),
+        health: engine.health(),
         peers: peers.clone(),
         lifecycle: Arc::new(Lifecycle::new(Some(engine))),
         publish_max_body: opts.publish_max_body,

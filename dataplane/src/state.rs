@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::LiveConfig;
-use crate::deliver::CircuitBoard;
+use crate::deliver::HealthBoard;
 use crate::metrics::Metrics;
 use crate::peers::drain::Lifecycle;
 use crate::peers::Peers;
@@ -21,7 +21,7 @@ pub struct AppState {
     /// The REST API's per-key request budget.
     pub limiter: Arc<RateLimiter>,
     /// The delivery engine's circuit states: the engine publishes, handlers only read.
-    pub circuits: Arc<CircuitBoard>,
+    pub health: Arc<HealthBoard>,
     /// The other pods of the set (none in a single-pod gateway).
     pub peers: Arc<Peers>,
     /// Whether this pod takes ingest (not while draining), and the engine a drain stops.

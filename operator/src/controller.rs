@@ -30,6 +30,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use crate::health;
 use crate::metrics::Metrics;
 use crate::publish::{self, SecretRef};
 use crate::reconcile::{self, DesiredStatus, Plan, Snapshot};
@@ -140,6 +141,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     recorder: Recorder,
     sidecars: Option<Naming>,
+    health: Option<health::Settings>,
 ) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let (plan_tx, plan_rx) = watch::channel::<Option<Arc<Plan>>>(None);
@@ -246,6 +248,23 @@ pub async fn run(
                 .await
         }
     };
+    let health_loop = {
+        let (client, store, recorder, metrics) = (
+            client.clone(),
+            stores.endpoints.clone(),
+            ctx.recorder.clone(),
+            metrics.clone(),
+        );
+        async move {
+            match health {
+                Some(s) => {
+                    store.wait_until_ready().await.ok();
+                    health::run(client, store, recorder, metrics, s).await
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    };
     let compile = compile_loop(ctx.clone(), stores, changed, plan_tx);
 
     tokio::select! {
@@ -254,6 +273,7 @@ pub async fn run(
         _ = subscription_ctl => anyhow::bail!("Subscription controller stopped"),
         _ = secret_watch => anyhow::bail!("Secret watch stopped"),
         _ = pod_watch => anyhow::bail!("Pod watch stopped"),
+        _ = health_loop => anyhow::bail!("endpoint health loop stopped"),
         r = compile => r,
     }
 }

@@ -6,9 +6,11 @@
 //! election), [`http`] and [`metrics`] (`/metrics`, `/healthz`, `/readyz`); [`inject`] is the
 //! pure part of sidecar injection (the JSON patch a labelled Pod gets), [`webhook`] serves it
 //! to the API server over TLS with the operator's own CA; [`sidecars`] publishes each workload's
-//! config slice with the grants that let only that workload read it.
+//! config slice with the grants that let only that workload read it; [`health`] reads each
+//! endpoint's delivery health from the data plane into its `Healthy` condition and Events.
 
 pub mod controller;
+pub mod health;
 pub mod http;
 pub mod inject;
 pub mod leader;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -55,6 +56,60 @@ struct RunArgs {
     lease_namespace: Option<String>,
     #[command(flatten)]
     webhook: WebhookArgs,
+    #[command(flatten)]
+    health: HealthArgs,
+}
+
+/// Receiver health in Endpoint status (off unless --dataplane-url is given).
+#[derive(Args, Clone, Debug)]
+struct HealthArgs {
+    /// Base URL (http) of the data-plane Service, whose pods report each endpoint's delivery
+    /// health on `GET /internal/v1/endpoints`; the operator writes it into Endpoint status.
+    #[arg(long, env = "HOOKMESH_DATAPLANE_URL")]
+    dataplane_url: Option<String>,
+    /// The data plane's peer token (its internal routes take nothing else).
+    #[arg(long, env = "HOOKMESH_PEER_TOKEN", hide_env_values = true)]
+    peer_token: Option<String>,
+    /// How often the data plane is asked.
+    #[arg(long, env = "HOOKMESH_HEALTH_INTERVAL", default_value = "10s", value_parser = duration)]
+    health_interval: Duration,
+    /// Least time between two status patches of one Endpoint (a flapping receiver shows its
+    /// latest state at this pace, not every flap).
+    #[arg(long, env = "HOOKMESH_HEALTH_MIN_INTERVAL", default_value = "30s", value_parser = duration)]
+    health_min_interval: Duration,
+    /// Least time between two refreshes of `status.delivery` while the condition holds.
+    #[arg(long, env = "HOOKMESH_HEALTH_RESYNC", default_value = "5m", value_parser = duration)]
+    health_resync: Duration,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    hookmesh_api::duration::parse(s.trim())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 30s or 5m"))
+}
+
+impl HealthArgs {
+    fn settings(&self) -> anyhow::Result<Option<hookmesh_operator::health::Settings>> {
+        let Some(url) = self.dataplane_url.clone().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            url.starts_with("http://"),
+            "--dataplane-url {url:?}: the data plane's internal routes are plain http inside the cluster (http://host:port)"
+        );
+        let token = self
+            .peer_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .context("--dataplane-url needs --peer-token (HOOKMESH_PEER_TOKEN): the data plane's internal routes take only that")?;
+        Ok(Some(hookmesh_operator::health::Settings {
+            url,
+            token,
+            interval: self.health_interval,
+            min_interval: self.health_min_interval,
+            resync: self.health_resync,
+        }))
+    }
 }
 
 /// The sidecar-injection webhook (off unless --webhook-listen is given).
@@ -209,6 +264,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config_secret = args
         .config_secret
         .context("--config-secret NAMESPACE/NAME is required")?;
+    let health = args.health.settings()?;
     let client = kube::Client::try_default()
         .await
         .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
@@ -309,6 +365,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics.clone(),
             recorder,
             sidecars.clone(),
+            health.clone(),
         ));
         let stop = tokio::select! {
             _ = leader_rx.wait_for(|l| !*l) => { warn!("lost leadership: stopping controllers"); false }

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub sources: AtomicU64,
     pub endpoints: AtomicU64,
     pub subscriptions: AtomicU64,
+    /// Polls of the data plane's endpoint health, those that failed, and the status patches
+    /// they led to.
+    pub health_polls: AtomicU64,
+    pub health_poll_failures: AtomicU64,
+    pub health_patches: AtomicU64,
     /// Hash of the config last published (or found published).
     pub config_hash: Mutex<String>,
 }
@@ -114,6 +119,24 @@ impl Metrics {
             "counter",
             "Endpoint signing Secrets generated.",
             load(&self.signing_secrets_created).to_string(),
+        );
+        metric(
+            "hookmesh_operator_health_polls_total",
+            "counter",
+            "Polls of the data plane's per-endpoint health.",
+            load(&self.health_polls).to_string(),
+        );
+        metric(
+            "hookmesh_operator_health_poll_errors_total",
+            "counter",
+            "Health polls that got no usable answer.",
+            load(&self.health_poll_failures).to_string(),
+        );
+        metric(
+            "hookmesh_operator_health_patches_total",
+            "counter",
+            "Endpoint status patches of the Healthy condition or the delivery record.",
+            load(&self.health_patches).to_string(),
         );
         metric(
             "hookmesh_operator_problems",

@@ -185,7 +185,14 @@ pub async fn patch_status<K: HasStatus>(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    api.patch_status(&obj.name_any(), &pp, &Patch::Merge(patch))
+    // The conditions list is written whole, and the health loop writes `Healthy` into the same
+    // list: with the resourceVersion read, a write from a stale cache is refused (and retried)
+    // instead of dropping the other writer's condition.
+    let mut patch = patch.clone();
+    if let (Some(rv), Some(map)) = (obj.resource_version(), patch.as_object_mut()) {
+        map.insert("metadata".into(), json!({ "resourceVersion": rv }));
+    }
+    api.patch_status(&obj.name_any(), &pp, &Patch::Merge(&patch))
         .await?;
     Ok(())
 }

@@ -35,3 +35,6 @@ pub struct CommonStatus {
 
 /// The condition type every hookmesh object carries.
 pub const READY: &str = "Ready";
+/// The Endpoint condition that says whether its receiver takes deliveries (written from the
+/// data plane's per-endpoint health).
+pub const HEALTHY: &str = "Healthy";

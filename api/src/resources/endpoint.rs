@@ -38,6 +38,22 @@ use crate::duration;
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(
+        name = "Healthy",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].status"
+    ),
+    printcolumn(
+        name = "Health",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].reason"
+    ),
+    printcolumn(
+        name = "Success",
+        type_ = "integer",
+        json_path = ".status.delivery.successRatePercent",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -258,4 +274,28 @@ pub struct EndpointStatus {
     /// With `signing.algorithm: ed25519`: the public key receivers verify with (`whpk_...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// What the data plane's recent attempts say about the receiver, as of the last change of
+    /// the `Healthy` condition (refreshed at most every few minutes otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryHealth>,
+}
+
+/// The receiver's recent record, added up over the data-plane pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryHealth {
+    /// Share of the attempts of the last five minutes that got a 2xx; absent without attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub success_rate_percent: Option<i32>,
+    /// Attempts in a row that failed, on the pod with the longest run.
+    pub consecutive_failures: i32,
+    /// How the latest failed attempt failed (`HTTP 503`, `timed out after 10000 ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<String>,
 }

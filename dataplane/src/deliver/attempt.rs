@@ -35,6 +35,22 @@ pub(super) enum Health {
     Gone,
 }
 
+/// How an attempt ended, as the scheduler needs it: the breaker's verdict and, when the
+/// receiver did not take the delivery, why (the endpoint's last error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Outcome {
+    pub health: Health,
+    /// `None` for a 2xx, and for an attempt that sent nothing.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub(super) const NOT_SENT: Outcome = Outcome {
+        health: Health::Unknown,
+        error: None,
+    };
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verdict {
     Success,
@@ -59,7 +75,7 @@ fn judge(status: u16) -> Verdict {
     }
 }
 
-pub(super) async fn run(job: Job) -> Health {
+pub(super) async fn run(job: Job) -> Outcome {
     let d = &job.claimed.delivery;
     let number = d.attempts.saturating_add(1);
     let span = tracing::info_span!("attempt", event_id = %d.event_id, delivery_id = %d.id,
@@ -67,7 +83,7 @@ pub(super) async fn run(job: Job) -> Health {
     attempt(&job, number).instrument(span).await
 }
 
-async fn attempt(job: &Job, number: u32) -> Health {
+async fn attempt(job: &Job, number: u32) -> Outcome {
     let d = &job.claimed.delivery;
     let ep = &job.endpoint;
     let started_at = now_ms();
@@ -77,7 +93,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
         (Err(e), _) | (_, Err(e)) => {
             // The claim's lease brings the delivery back once storage works again.
             tracing::error!(error = %e, "cannot read the event to deliver");
-            return Health::Unknown;
+            return Outcome::NOT_SENT;
         }
         _ => {
             give_up(
@@ -86,7 +102,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
                 started_at,
                 "the event or its payload is no longer stored",
             );
-            return Health::Unknown;
+            return Outcome::NOT_SENT;
         }
     };
     // A delivery to a dead-letter endpoint says where it comes from. Those are made with no
@@ -97,7 +113,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
             Ok(link) => link,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the delivery's dead-letter link");
-                return Health::Unknown;
+                return Outcome::NOT_SENT;
             }
         },
     };
@@ -115,7 +131,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
         Ok(r) => r,
         Err(e) => {
             give_up(job, number, started_at, &e.to_string());
-            return Health::Unknown;
+            return Outcome::NOT_SENT;
         }
     };
     let sent = job
@@ -151,7 +167,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
         Err(SendError::Egress(r)) => {
             tracing::warn!(error = %r, "egress guard refused the endpoint's address");
             give_up(job, number, started_at, &format!("EGRESS_REFUSED: {r}"));
-            return Health::Unknown;
+            return Outcome::NOT_SENT;
         }
         Err(e) => (Verdict::Retry, None, Vec::new(), Some(e.to_string()), None),
     };
@@ -200,6 +216,7 @@ async fn attempt(job: &Job, number: u32) -> Health {
     }
     let outcome = outcome_name(finish);
     job.metrics.attempt(&d.namespace, &d.endpoint, outcome);
+    let reason = error.clone();
     let error = error.unwrap_or_default();
     match finish {
         Finish::Success => {
@@ -235,10 +252,14 @@ async fn attempt(job: &Job, number: u32) -> Health {
             "out of attempts; dead-lettered"
         ),
     }
-    match verdict {
+    let health = match verdict {
         Verdict::Success | Verdict::Reject => Health::Up,
         Verdict::Gone => Health::Gone,
         Verdict::Retry => Health::Down { retry_after },
+    };
+    Outcome {
+        health,
+        error: reason,
     }
 }
 

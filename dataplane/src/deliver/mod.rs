@@ -6,8 +6,9 @@
 //! a write made deliveries due now ([`Store::due_now`]), when the earliest queued delivery falls
 //! due, when an attempt finishes, and once a second regardless. Each claimed delivery runs as its
 //! own task ([`attempt`]) that records its outcome in the store before it reports back. After
-//! each round it publishes the breakers' states to a [`CircuitBoard`], which the REST API only
-//! reads: the engine knows nothing of HTTP handlers.
+//! each round that changed something it publishes the breakers' states and each endpoint's
+//! attempt history to a [`HealthBoard`], which the REST API only reads: the engine knows nothing
+//! of HTTP handlers.
 //!
 //! A claim holds a delivery in memory for a lease (timeout plus a grace period) and writes
 //! nothing, so a crash mid-attempt leaves it due at its old time when the store next opens: a
@@ -16,9 +17,9 @@
 mod attempt;
 pub mod backoff;
 pub mod breaker;
-mod circuits;
 pub mod client;
 pub mod egress;
+pub mod health;
 pub mod limits;
 pub mod sign;
 
@@ -33,12 +34,13 @@ use tokio::task::{JoinError, JoinSet};
 use crate::config::{Live, LiveConfig};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, DeliveryId, Millis, Store};
-use attempt::Health;
+use attempt::{Health, Outcome};
 use breaker::{Admit, Breaker};
 use client::HttpClient;
 use limits::TokenBucket;
 
-pub use circuits::CircuitBoard;
+pub use health::HealthBoard;
+use health::Tracker;
 
 /// Added to an endpoint's timeout for the claim's lease: enough to record the outcome.
 const LEASE_GRACE_MS: u64 = 10_000;
@@ -91,7 +93,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     client: HttpClient,
     settings: Settings,
-    circuits: Arc<CircuitBoard>,
+    health: Arc<HealthBoard>,
     /// The scheduler while it runs: its stop signal and task.
     running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
@@ -110,9 +112,12 @@ impl Engine {
             metrics,
             client: HttpClient::new(settings.egress.clone())?,
             settings,
-            circuits: Arc::new(CircuitBoard::default()),
+            health: Arc::new(HealthBoard::default()),
             running: None,
         };
+        engine
+            .health
+            .set_threshold(engine.settings.breaker_threshold);
         engine.resume();
         Ok(engine)
     }
@@ -136,14 +141,16 @@ impl Engine {
             busy: HashSet::new(),
             parked: HashSet::new(),
             last_hash: String::new(),
-            circuits: self.circuits.clone(),
+            health: self.health.clone(),
+            changed: true,
         };
         self.running = Some((stop, tokio::spawn(scheduler.run(stop_rx))));
     }
 
-    /// The breakers' states, refreshed after every scheduling round, for the REST API to read.
-    pub fn circuits(&self) -> Arc<CircuitBoard> {
-        self.circuits.clone()
+    /// The breakers' states and attempt histories, refreshed after every scheduling round that
+    /// changed them, for the REST API to read.
+    pub fn health(&self) -> Arc<HealthBoard> {
+        self.health.clone()
     }
 
     /// Stop claiming, give attempts in flight the grace period, then return. Attempts still
@@ -174,6 +181,7 @@ struct EndpointState {
     paused_until: Millis,
     /// The URL the breaker's history is about; a new URL starts afresh.
     url: String,
+    tracker: Tracker,
 }
 
 struct Running {
@@ -189,14 +197,16 @@ struct Scheduler {
     client: HttpClient,
     settings: Settings,
     endpoints: HashMap<EndpointKey, EndpointState>,
-    tasks: JoinSet<Health>,
+    tasks: JoinSet<Outcome>,
     running: HashMap<tokio::task::Id, Running>,
     /// Deliveries with an attempt running here, so an expired lease is never claimed twice.
     busy: HashSet<DeliveryId>,
     /// Endpoints whose deliveries were pushed back for being missing or disabled.
     parked: HashSet<EndpointKey>,
     last_hash: String,
-    circuits: Arc<CircuitBoard>,
+    health: Arc<HealthBoard>,
+    /// Something the health board shows changed since it was last published.
+    changed: bool,
 }
 
 /// What one round decided about one due delivery.
@@ -236,8 +246,13 @@ impl Scheduler {
                 self.finished(done);
             }
             next = self.round();
-            self.circuits
-                .publish(self.endpoints.iter().map(|(k, st)| (k, st.breaker.state())));
+            if std::mem::take(&mut self.changed) {
+                self.health.publish(
+                    self.endpoints
+                        .iter()
+                        .map(|(k, st)| (k, st.breaker.state(), &st.tracker)),
+                );
+            }
         }
         self.drain().await;
     }
@@ -349,6 +364,7 @@ impl Scheduler {
                 ),
                 paused_until: 0,
                 url: ep.url.clone(),
+                tracker: Tracker::default(),
             });
         if st.paused_until > now {
             return Step::Skip(Some(st.paused_until));
@@ -358,7 +374,10 @@ impl Scheduler {
         }
         let probe = match st.breaker.admit(now) {
             Admit::Yes => false,
-            Admit::Probe => true,
+            Admit::Probe => {
+                self.changed = true;
+                true
+            }
             Admit::Wait => return Step::Skip(None),
             Admit::RequeueAt(until) => {
                 // Pushed back without an attempt: an open circuit must not use up attempts.
@@ -423,15 +442,15 @@ impl Scheduler {
         Step::Sent
     }
 
-    fn finished(&mut self, done: Result<(tokio::task::Id, Health), JoinError>) {
-        let (task, health) = match done {
-            Ok((task, health)) => (task, health),
+    fn finished(&mut self, done: Result<(tokio::task::Id, Outcome), JoinError>) {
+        let (task, Outcome { health, error }) = match done {
+            Ok((task, outcome)) => (task, outcome),
             Err(e) => {
                 // The delivery stays claimed; its lease makes it due again.
                 if e.is_panic() {
                     tracing::error!("a delivery attempt panicked");
                 }
-                (e.id(), Health::Unknown)
+                (e.id(), Outcome::NOT_SENT)
             }
         };
         let Some(r) = self.running.remove(&task) else {
@@ -443,6 +462,12 @@ impl Scheduler {
         };
         st.in_flight = st.in_flight.saturating_sub(1);
         let now = now_ms();
+        self.changed = true;
+        match (&health, &error) {
+            (Health::Unknown, _) => {}
+            (_, None) => st.tracker.succeeded(now),
+            (_, Some(why)) => st.tracker.failed(now, why),
+        }
         match health {
             Health::Up => {
                 if st.breaker.on_success() {
@@ -451,6 +476,7 @@ impl Scheduler {
             }
             Health::Down { retry_after } => {
                 if st.breaker.on_failure(now, r.probe) {
+                    st.tracker.circuit_opened();
                     tracing::warn!(namespace = %r.key.0, endpoint = %r.key.1,
                         cooldown_ms = self.settings.breaker_cooldown.as_millis() as u64,
                         "circuit open: deliveries to this endpoint are paused");
@@ -492,6 +518,7 @@ impl Scheduler {
     /// A new config went live: endpoints that came back get their parked deliveries now, and an
     /// endpoint whose URL changed starts with a closed circuit.
     fn config_changed(&mut self, live: &Live, now: Millis) {
+        self.changed = true;
         let mut back: Vec<EndpointKey> = self
             .parked
             .iter()
@@ -512,6 +539,7 @@ impl Scheduler {
                     );
                     st.paused_until = 0;
                     st.url = ep.url.clone();
+                    st.tracker = Tracker::default();
                     true
                 }
                 Some(_) => true,

@@ -54,6 +54,9 @@ enum Route {
 }
 
 fn classify(method: &Method, path: &str) -> Route {
+    if method == Method::GET && path == super::internal::INTERNAL_ENDPOINTS {
+        return Route::Config(ConfigKind::Endpoints);
+    }
     let Some(rest) = path.strip_prefix("/api/v1/") else {
         return Route::Local;
     };

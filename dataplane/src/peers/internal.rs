@@ -3,9 +3,12 @@
 //! - `GET /identity`: node number, instance token, draining; open, since discovery probes it
 //!   and it tells nothing secret;
 //! - `POST /handoff`: events a draining peer hands over (postcard body);
-//! - `POST /drain`: drain this pod (see [`super::drain`]); the scale-down procedure calls it.
+//! - `POST /drain`: drain this pod (see [`super::drain`]); the scale-down procedure calls it;
+//! - `GET /endpoints`: every endpoint's delivery health on every pod (the fan-out merges it like
+//!   `GET /api/v1/endpoints`), which the operator reads to write each Endpoint's `Healthy`
+//!   condition.
 //!
-//! Handoff and drain need `Authorization: Bearer <--peer-token>`, compared in constant time;
+//! Handoff, drain and endpoints need `Authorization: Bearer <--peer-token>`, compared in constant time;
 //! without a configured token they are refused. API keys are not accepted here, and the peer
 //! token is accepted nowhere else.
 
@@ -19,6 +22,8 @@ use subtle::ConstantTimeEq;
 use super::discovery::Identity;
 use super::drain::{self, DrainReport, Handoff, HandoffAnswer, HANDOFF_TYPE};
 use crate::error::ApiError;
+use crate::rest::live;
+use crate::rest::model::EndpointList;
 use crate::state::AppState;
 
 /// Largest handoff body: a batch is cut at 8 MiB of payloads, plus one event of any size.
@@ -32,6 +37,22 @@ pub fn routes() -> Router<AppState> {
             post(handoff).layer(DefaultBodyLimit::max(MAX_HANDOFF)),
         )
         .route("/internal/v1/drain", post(drain_now))
+}
+
+/// Routes the fan-out puts in front of every pod, like the REST API's config listings.
+pub fn fanned_out() -> Router<AppState> {
+    Router::new().route(INTERNAL_ENDPOINTS, get(endpoints))
+}
+
+/// Every endpoint's health and counters, merged over the pods (the operator's view of them).
+pub const INTERNAL_ENDPOINTS: &str = "/internal/v1/endpoints";
+
+async fn endpoints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<EndpointList>, ApiError> {
+    require_peer(&state, &headers)?;
+    Ok(Json(live::all_endpoints(&state)))
 }
 
 async fn identity(State(state): State<AppState>) -> Json<Identity> {

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use ulid::Ulid;
 
+use crate::deliver::health::EndpointHealth;
+
 /// One pod's page: its items with their ids, and where it stopped looking if it did.
 pub struct PageIn {
     pub items: Vec<(Ulid, Value)>,
@@ -85,6 +87,7 @@ pub fn config(kind: ConfigKind, mut local: Value, others: &[Value]) -> Value {
                         mine.extend(more.iter().cloned());
                     }
                     worst(item, theirs, "circuit");
+                    combine_health(item, theirs);
                 }
                 ConfigKind::Subscriptions => {
                     add_counters(item, theirs, "endpoint_counters");
@@ -111,6 +114,21 @@ fn add_counters(item: &mut Value, theirs: &Value, field: &str) {
         if let Some(n) = v.as_u64() {
             *v = Value::from(n.saturating_add(add));
         }
+    }
+}
+
+/// The set's health: see [`EndpointHealth::combine`]. A pod whose answer has no readable
+/// `health` (an older version mid-rollout) adds nothing.
+fn combine_health(item: &mut Value, theirs: &Value) {
+    let read = |v: Option<&Value>| {
+        v.cloned()
+            .and_then(|h| serde_json::from_value::<EndpointHealth>(h).ok())
+    };
+    let (Some(mine), Some(more)) = (read(item.get("health")), read(theirs.get("health"))) else {
+        return;
+    };
+    if let Ok(v) = serde_json::to_value(mine.combine(&more)) {
+        item["health"] = v;
     }
 }
 

@@ -14,7 +14,8 @@ use utoipa::IntoParams;
 use super::model::*;
 use super::params::{self, Params};
 use super::{visible, Auth};
-use crate::deliver::CircuitBoard;
+use crate::deliver::health::HealthState;
+use crate::deliver::HealthBoard;
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::Metrics;
 use crate::openapi::RestErrors;
@@ -144,14 +145,15 @@ fn endpoint_counters(metrics: &Metrics, namespace: &str, endpoint: &str) -> Endp
         failed: metrics.attempts_of(namespace, endpoint, "failed")
             + metrics.attempts_of(namespace, endpoint, "dead_letter"),
         retried: metrics.attempts_of(namespace, endpoint, "retry"),
+        dead_lettered: metrics.attempts_of(namespace, endpoint, "dead_letter"),
     }
 }
 
 /// `closed`, `open` or `half_open` as the delivery engine last published it; `unknown` before
 /// the engine has met the endpoint.
-fn circuit(circuits: &CircuitBoard, namespace: &str, endpoint: &str) -> String {
-    circuits
-        .state(namespace, endpoint)
+fn circuit(board: &HealthBoard, namespace: &str, endpoint: &str) -> String {
+    board
+        .circuit(namespace, endpoint)
         .unwrap_or("unknown")
         .to_string()
 }
@@ -197,14 +199,19 @@ pub(super) fn endpoint_view(
     };
     let circuit = match &pause {
         Some(_) => "paused".to_string(),
-        None => circuit(&state.circuits, &e.namespace, &e.name),
+        None => circuit(&state.health, &e.namespace, &e.name),
     };
     let counters = endpoint_counters(&state.metrics, &e.namespace, &e.name);
+    let mut health = state.health.health(&e.namespace, &e.name, now_ms());
+    if pause.is_some() {
+        health.state = HealthState::Paused;
+    }
     EndpointView {
         pods: vec![PodEndpointState {
             node: state.peers.node(),
             circuit: circuit.clone(),
             counters: counters.clone(),
+            health: health.clone(),
             paused: pause.map(|p| PauseView {
                 since: p.since,
                 reason: p.reason,
@@ -223,6 +230,7 @@ pub(super) fn endpoint_view(
         subscription_count: subscriptions,
         circuit,
         counters,
+        health,
     }
 }
 
@@ -352,6 +360,23 @@ pub async fn endpoints(
     }))
 }
 
+/// Every Endpoint of the live config with this pod's health of it, for the operator (through
+/// the peer-token route `GET /internal/v1/endpoints`, which the fan-out merges like the API's).
+pub fn all_endpoints(state: &AppState) -> EndpointList {
+    let live = state.live.load();
+    EndpointList {
+        config_hash: live.hash().to_string(),
+        data: live
+            .config
+            .endpoints
+            .iter()
+            .map(|e| endpoint_view(e, subscriptions_to(&live.config, e), state))
+            .collect(),
+        pagination: None,
+        coverage: Coverage::default(),
+    }
+}
+
 /// How many subscriptions deliver to `e`.
 pub(super) fn subscriptions_to(c: &hookmesh_api::GatewayConfig, e: &EndpointConfig) -> usize {
     c.subscriptions
@@ -405,7 +430,7 @@ pub(super) fn subscription_view(s: &SubscriptionConfig, state: &AppState) -> Sub
         header_matchers: s.filter.headers.len(),
         body_matchers: s.filter.body.len(),
         filters: describe_filters(&s.filter),
-        endpoint_circuit: circuit(&state.circuits, &s.namespace, &s.endpoint),
+        endpoint_circuit: circuit(&state.health, &s.namespace, &s.endpoint),
         endpoint_counters: endpoint_counters(&state.metrics, &s.namespace, &s.endpoint),
     }
 }

@@ -14,7 +14,7 @@
 
 mod deliveries;
 mod events;
-mod live;
+pub(crate) mod live;
 mod manage;
 pub mod model;
 pub mod params;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::params::rfc3339;
+use crate::deliver::health::EndpointHealth;
 use crate::store::{AttemptRecord, DeliveryRecord, EventRecord, Origin, Payload};
 
 #[derive(Serialize, ToSchema)]
@@ -397,6 +398,8 @@ pub struct EndpointCounters {
     pub failed: u64,
     /// Attempts that will be retried.
     pub retried: u64,
+    /// Attempts that ended their delivery in the dead letters (also counted in `failed`).
+    pub dead_lettered: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -436,6 +439,9 @@ pub struct EndpointView {
     pub circuit: String,
     /// Added up over every pod.
     pub counters: EndpointCounters,
+    /// What the recent attempts say about the receiver; with several pods, the worst state,
+    /// the longest run of failures, the window added up and the latest error of the set.
+    pub health: EndpointHealth,
     /// Each pod's own circuit state and counters, by node.
     pub pods: Vec<PodEndpointState>,
 }
@@ -446,6 +452,7 @@ pub struct PodEndpointState {
     pub node: u16,
     pub circuit: String,
     pub counters: EndpointCounters,
+    pub health: EndpointHealth,
     /// When this pod paused the endpoint (a 410 Gone), and which delivery got that answer.
     pub paused: Option<PauseView>,
 }

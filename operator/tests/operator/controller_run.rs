@@ -40,7 +40,14 @@ async fn run_compiles_publishes_generates_and_reports_status() {
         namespace: "hookmesh".into(),
         name: "hookmesh-config".into(),
     };
-    let run = tokio::spawn(controller::run(client, at, metrics.clone(), recorder, None));
+    let run = tokio::spawn(controller::run(
+        client,
+        at,
+        metrics.clone(),
+        recorder,
+        None,
+        None,
+    ));
 
     // The Endpoint's signing Secret is absent: the operator must create it.
     let mut snap = crate::common::valid();

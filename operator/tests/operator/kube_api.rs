@@ -727,3 +727,159 @@ async fn a_refused_slice_write_names_the_object_and_stops() {
     );
     no_more_requests(&mut handle).await;
 }
+
+/// A data plane that answers the health poll with `reports`, one per call (the last one
+/// repeating), and refuses a call without the peer token.
+async fn fake_dataplane(reports: Vec<Value>) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse as _;
+    let reports = Arc::new(std::sync::Mutex::new(reports));
+    let app = axum::Router::new().route(
+        "/internal/v1/endpoints",
+        axum::routing::get(move |headers: HeaderMap| {
+            let reports = reports.clone();
+            async move {
+                if headers.get("authorization").map(|v| v.as_bytes()) != Some(b"Bearer peer-t") {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({}))).into_response();
+                }
+                let mut r = reports.lock().unwrap();
+                let next = if r.len() > 1 {
+                    r.remove(0)
+                } else {
+                    r[0].clone()
+                };
+                axum::Json(next).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn health_report(state: &str, opened: u64, dead: u64) -> Value {
+    let health = json!({"state": state, "consecutive_failures": if state == "healthy" { 0 } else { 5 },
+        "succeeded_in_window": 3, "failed_in_window": 1, "success_rate_percent": 75,
+        "last_error": "HTTP 503", "last_error_at": 1_764_000_000_000u64,
+        "last_success_at": 1_764_000_001_000u64, "circuit_opened": opened});
+    json!({"config_hash": "h", "partial": false, "missing_peers": [], "data": [
+        {"namespace": "shop", "name": "ci", "health": health,
+         "counters": {"delivered": 3, "failed": dead, "retried": 1, "dead_lettered": dead},
+         "pods": [{"node": 0, "circuit": "closed", "paused": null, "health": health,
+                   "counters": {"delivered": 3, "failed": dead, "retried": 1, "dead_lettered": dead}}]},
+        // Not a cached Endpoint (deleted meanwhile): left alone.
+        {"namespace": "shop", "name": "gone", "health": health, "pods": []}]})
+}
+
+#[tokio::test]
+async fn the_health_loop_patches_on_change_only_records_events_and_retries_a_conflict() {
+    use hookmesh_operator::health;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher;
+    use std::ops::Not as _;
+
+    let url = fake_dataplane(vec![
+        health_report("healthy", 0, 0),
+        health_report("healthy", 0, 0),
+        health_report("circuit_open", 1, 2),
+    ])
+    .await;
+    let (client, mut handle) = mock();
+    let (store, mut writer) = reflector::store::<hookmesh_api::Endpoint>();
+    let mut ep = crate::common::endpoint();
+    writer.apply_watcher_event(&watcher::Event::Apply(ep.clone()));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "hookmesh-operator".into(),
+            instance: None,
+        },
+    );
+    let settings = health::Settings {
+        url,
+        token: "peer-t".into(),
+        interval: Duration::from_millis(50),
+        min_interval: Duration::ZERO,
+        resync: Duration::from_secs(3600),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let run = tokio::spawn(health::run(
+        client,
+        store,
+        recorder,
+        metrics.clone(),
+        settings,
+    ));
+
+    // First sight of a healthy receiver: Healthy=True, with the resourceVersion read.
+    let (patch, send) = next(&mut handle).await;
+    assert_eq!(patch.method, Method::PATCH);
+    assert_eq!(
+        patch.path,
+        "/apis/hookmesh.io/v1alpha1/namespaces/shop/endpoints/ci/status"
+    );
+    assert_eq!(patch.content_type, "application/merge-patch+json");
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "101");
+    let healthy = &patch.body["status"]["conditions"][0];
+    assert_eq!(
+        (healthy["type"].as_str(), healthy["status"].as_str()),
+        (Some("Healthy"), Some("True"))
+    );
+    assert_eq!(healthy["reason"], "Delivering");
+    assert_eq!(patch.body["status"]["delivery"]["successRatePercent"], 75);
+    // What the watch would bring back.
+    ep.metadata.resource_version = Some("102".into());
+    ep.status = Some(serde_json::from_value(patch.body["status"].clone()).unwrap());
+    writer.apply_watcher_event(&watcher::Event::Apply(ep.clone()));
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&ep).unwrap()))
+            .unwrap(),
+    );
+
+    // The circuit opens: first the Event, then the condition; a conflict is retried next poll.
+    let (event, send) = next(&mut handle).await;
+    assert_eq!(event.method, Method::POST);
+    assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/shop/events");
+    assert_eq!(event.body["reason"], "CircuitOpened");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["regarding"]["name"], "ci");
+    assert_eq!(event.body["regarding"]["uid"], "uid-ep");
+    respond(send, 201, event.body.clone());
+    let (dead, send) = next(&mut handle).await;
+    assert_eq!(dead.body["reason"], "DeadLettered");
+    assert!(dead.body["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("2 deliveries dead-lettered"));
+    respond(send, 201, dead.body.clone());
+    let (patch, send) = next(&mut handle).await;
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "102");
+    assert_eq!(
+        patch.body["status"]["conditions"][0]["reason"],
+        "CircuitOpen"
+    );
+    respond(
+        send,
+        409,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+            "message": "the object has been modified", "code": 409}),
+    );
+    let (again, send) = next(&mut handle).await;
+    assert_eq!(again.method, Method::PATCH);
+    assert_eq!(again.body["status"]["conditions"][0]["status"], "False");
+    ep.status = Some(serde_json::from_value(again.body["status"].clone()).unwrap());
+    writer.apply_watcher_event(&watcher::Event::Apply(ep.clone()));
+    respond(send, 200, serde_json::to_value(&ep).unwrap());
+
+    // Steady: no more writes of any kind.
+    no_more_requests(&mut handle).await;
+    assert!(run.is_finished().not());
+    run.abort();
+    let m = metrics.render();
+    assert!(
+        m.contains("hookmesh_operator_health_patches_total 2"),
+        "{m}"
+    );
+}
