@@ -1205,6 +1205,15 @@ def check_argocd_lua() -> None:
                 ready("False", "SecretNotFound", "secret whsec missing", generation=3)]}), "Degraded"),
             (obj(kind, 2, {"observedGeneration": 2, "conditions": [ready("False", "Invalid", "")]}), "Degraded"),
         ]
+    # An Endpoint that is live but whose receiver fails is Degraded; a healthy one stays Healthy.
+    def healthy(status, reason):
+        return {"type": "Healthy", "status": status, "reason": reason, "message": "last error: HTTP 503"}
+    cases += [
+        (obj("Endpoint", status={"observedGeneration": 1, "conditions": [ready("True"), healthy("False", "CircuitOpen")]}), "Degraded"),
+        (obj("Endpoint", status={"observedGeneration": 1, "conditions": [healthy("False", "Paused"), ready("True")]}), "Degraded"),
+        (obj("Endpoint", status={"observedGeneration": 1, "conditions": [ready("True"), healthy("True", "Delivering")]}), "Healthy"),
+        (obj("Endpoint", status={"observedGeneration": 1, "conditions": [ready("Unknown", "Pending"), healthy("False", "Failing")]}), "Progressing"),
+    ]
     bad = []
     for o, want in cases:
         got, message = health(o)

@@ -2,6 +2,8 @@
 -- Reads the standard Ready condition written by hookmesh-operator:
 --   Ready=True                                   -> Healthy
 --   Ready=False                                  -> Degraded (with the condition's message)
+--   Ready=True but Healthy=False (an Endpoint whose receiver fails: CircuitOpen, Failing,
+--   Paused)                                      -> Degraded (with the Healthy message)
 --   no status / no Ready / Ready=Unknown         -> Progressing
 --   status or Ready older than metadata.generation -> Progressing (the operator has not seen
 --                                                   the latest spec yet)
@@ -30,10 +32,13 @@ if generation ~= nil and obj.status.observedGeneration ~= nil
 end
 
 local ready = nil
+local healthy = nil
 if obj.status.conditions ~= nil then
   for _, condition in ipairs(obj.status.conditions) do
     if condition.type == "Ready" then
       ready = condition
+    elseif condition.type == "Healthy" then
+      healthy = condition
     end
   end
 end
@@ -49,6 +54,12 @@ end
 local message = ready.message
 if message == nil or message == "" then
   message = ready.reason
+end
+
+if ready.status == "True" and healthy ~= nil and healthy.status == "False" then
+  hs.status = "Degraded"
+  hs.message = (healthy.reason or "Unhealthy") .. ": " .. (healthy.message or "the receiver is failing")
+  return hs
 end
 
 if ready.status == "True" then
