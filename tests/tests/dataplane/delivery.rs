@@ -114,6 +114,7 @@ async fn single(
     source(dir.path())?;
     endpoint(dir.path(), "hook", &receiver.url("/hook"), extra)?;
     subscription(dir.path(), "hook", &["*"])?;
+    api_key(dir.path())?;
     let gw = Gateway::start_with(GatewayOptions {
         manifests: dir.path().to_path_buf(),
         data_dir: None,
@@ -448,6 +449,7 @@ async fn circuit_opens_pauses_the_endpoint_and_closes_after_a_probe() -> anyhow:
         &[
             ("HOOKMESH_BREAKER_THRESHOLD", "2"),
             ("HOOKMESH_BREAKER_COOLDOWN", "2s"),
+            ("HOOKMESH_PEER_TOKEN", PEER_TOKEN),
         ],
     )
     .await?;
@@ -455,6 +457,28 @@ async fn circuit_opens_pauses_the_endpoint_and_closes_after_a_probe() -> anyhow:
     rx.wait_for(2, WAIT).await?;
     // The second failure is recorded (and the circuit open) before more events go in.
     wait_metric(&gw, &attempts_series("hook", "retry"), 2.0).await?;
+    // What the operator turns into the Endpoint's Healthy condition.
+    let open = wait_for_endpoint(&gw, |e| e["health"]["state"] == "circuit_open").await?;
+    let h = &open["health"];
+    assert_eq!(h["consecutive_failures"], 2, "{h}");
+    assert_eq!(h["last_error"], "HTTP 503", "{h}");
+    assert_eq!(
+        (
+            h["failed_in_window"].as_u64(),
+            h["success_rate_percent"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{h}"
+    );
+    assert_eq!(h["circuit_opened"], 1, "{h}");
+    assert_eq!(open["pods"][0]["health"], *h);
+    let internal = gw.get("/internal/v1/endpoints", WRITE_KEY).await;
+    assert_eq!(internal.status, 401, "an API key on the internal route");
+    let internal = gw.get("/internal/v1/endpoints", PEER_TOKEN).await.json();
+    assert_eq!(
+        internal["data"][0]["health"]["state"], "circuit_open",
+        "{internal}"
+    );
     let more = [
         ingest(&gw, "order.created", r#"{"n":2}"#).await?,
         ingest(&gw, "order.created", r#"{"n":3}"#).await?,
@@ -474,6 +498,24 @@ async fn circuit_opens_pauses_the_endpoint_and_closes_after_a_probe() -> anyhow:
         .collect();
     assert_eq!(ids.len(), 3, "each event delivered once after the probe");
     wait_metric(&gw, &attempts_series("hook", "success"), 3.0).await?;
+    let closed = wait_for_endpoint(&gw, |e| e["health"]["state"] == "healthy").await?;
+    let h = &closed["health"];
+    assert_eq!(h["consecutive_failures"], 0, "{h}");
+    assert_eq!(
+        (
+            h["succeeded_in_window"].as_u64(),
+            h["failed_in_window"].as_u64()
+        ),
+        (Some(3), Some(2)),
+        "{h}"
+    );
+    assert_eq!(h["success_rate_percent"], 60, "{h}");
+    // The last error and the opening stay on record after the recovery.
+    assert_eq!(
+        (h["last_error"].as_str(), h["circuit_opened"].as_u64()),
+        (Some("HTTP 503"), Some(1)),
+        "{h}"
+    );
     gw.stop(STOP).await?;
     let logs = gw.logs();
     assert!(
@@ -887,6 +929,9 @@ async fn gone_410_fails_the_delivery_and_pauses_the_endpoint_until_resumed() -> 
     assert_eq!(out.deliveries[0].0.status, DeliveryStatus::Success);
     Ok(())
 }
+
+/// The peer token of the gateways that are asked for `GET /internal/v1/endpoints`.
+const PEER_TOKEN: &str = "peer-token-for-the-health-route";
 
 /// Poll `GET /api/v1/endpoints` until the endpoint `hook` satisfies `want`.
 async fn wait_for_endpoint(
