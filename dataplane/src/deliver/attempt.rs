@@ -216,8 +216,7 @@ async fn attempt(job: &Job, number: u32) -> Outcome {
     }
     let outcome = outcome_name(finish);
     job.metrics.attempt(&d.namespace, &d.endpoint, outcome);
-    let reason = error.clone();
-    let error = error.unwrap_or_default();
+    let shown = error.as_deref().unwrap_or_default();
     match finish {
         Finish::Success => {
             let after = now_ms().saturating_sub(event.received_at) as f64 / 1000.0;
@@ -227,27 +226,27 @@ async fn attempt(job: &Job, number: u32) -> Outcome {
         Finish::Retry { at } => tracing::info!(
             status = status_code,
             duration_ms,
-            error,
+            error = shown,
             retry_in_ms = at.saturating_sub(now_ms()),
             "attempt failed; will retry"
         ),
         Finish::Failed => tracing::warn!(
             status = status_code,
             duration_ms,
-            error,
+            error = shown,
             "refused by the endpoint; not retried"
         ),
         Finish::DeadLetter if out_of_time => tracing::warn!(
             status = status_code,
             duration_ms,
-            error,
+            error = shown,
             attempts = in_round,
             "past retry.maxAge; dead-lettered"
         ),
         Finish::DeadLetter => tracing::warn!(
             status = status_code,
             duration_ms,
-            error,
+            error = shown,
             attempts = in_round,
             "out of attempts; dead-lettered"
         ),
@@ -257,10 +256,7 @@ async fn attempt(job: &Job, number: u32) -> Outcome {
         Verdict::Gone => Health::Gone,
         Verdict::Retry => Health::Down { retry_after },
     };
-    Outcome {
-        health,
-        error: reason,
-    }
+    Outcome { health, error }
 }
 
 fn outcome_name(f: Finish) -> &'static str {

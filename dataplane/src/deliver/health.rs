@@ -160,18 +160,18 @@ struct Published {
 }
 
 /// The scheduler's trackers and breaker states, as last published.
-#[derive(Default)]
 pub struct HealthBoard {
     entries: RwLock<HashMap<EndpointKey, Published>>,
     /// Failures in a row that make an endpoint `failing` before its breaker opens.
-    failing_after: RwLock<u32>,
+    failing_after: u32,
 }
 
 impl HealthBoard {
-    pub(super) fn set_threshold(&self, breaker_threshold: u32) {
-        if let Ok(mut f) = self.failing_after.write() {
+    pub(super) fn new(breaker_threshold: u32) -> Self {
+        HealthBoard {
+            entries: RwLock::default(),
             // Halfway to the breaker: one stray 503 is not news, a run that will open it is.
-            *f = breaker_threshold.div_ceil(2).max(1);
+            failing_after: breaker_threshold.div_ceil(2).max(1),
         }
     }
 
@@ -208,7 +208,6 @@ impl HealthBoard {
 
     /// The endpoint's health at `now` (without the pause, which the store holds).
     pub fn health(&self, namespace: &str, endpoint: &str, now: Millis) -> EndpointHealth {
-        let failing_after = self.failing_after.read().map(|f| *f).unwrap_or(1).max(1);
         let Ok(entries) = self.entries.read() else {
             return EndpointHealth::unknown();
         };
@@ -219,7 +218,7 @@ impl HealthBoard {
         let (succeeded, failed) = t.window(now);
         let state = match p.circuit {
             State::Open { .. } | State::HalfOpen { .. } => HealthState::CircuitOpen,
-            _ if t.consecutive_failures >= failing_after => HealthState::Failing,
+            _ if t.consecutive_failures >= self.failing_after => HealthState::Failing,
             _ if t.last_success_at.is_none() && t.last_error.is_none() => HealthState::Unknown,
             _ => HealthState::Healthy,
         };
@@ -242,8 +241,7 @@ mod tests {
     use super::*;
 
     fn board(threshold: u32, circuit: State, t: &Tracker) -> HealthBoard {
-        let b = HealthBoard::default();
-        b.set_threshold(threshold);
+        let b = HealthBoard::new(threshold);
         let key = ("ns".to_string(), "ep".to_string());
         b.publish(std::iter::once((&key, circuit, t)));
         b

@@ -111,13 +111,10 @@ impl Engine {
             live,
             metrics,
             client: HttpClient::new(settings.egress.clone())?,
+            health: Arc::new(HealthBoard::new(settings.breaker_threshold)),
             settings,
-            health: Arc::new(HealthBoard::default()),
             running: None,
         };
-        engine
-            .health
-            .set_threshold(engine.settings.breaker_threshold);
         engine.resume();
         Ok(engine)
     }

@@ -14,6 +14,7 @@ use utoipa::IntoParams;
 use super::model::*;
 use super::params::{self, Params};
 use super::{visible, Auth};
+use crate::config::Live;
 use crate::deliver::health::HealthState;
 use crate::deliver::HealthBoard;
 use crate::error::{ApiError, ErrorBody};
@@ -140,12 +141,12 @@ fn redact_url(url: &str) -> String {
 }
 
 fn endpoint_counters(metrics: &Metrics, namespace: &str, endpoint: &str) -> EndpointCounters {
+    let dead_lettered = metrics.attempts_of(namespace, endpoint, "dead_letter");
     EndpointCounters {
         delivered: metrics.attempts_of(namespace, endpoint, "success"),
-        failed: metrics.attempts_of(namespace, endpoint, "failed")
-            + metrics.attempts_of(namespace, endpoint, "dead_letter"),
+        failed: metrics.attempts_of(namespace, endpoint, "failed") + dead_lettered,
         retried: metrics.attempts_of(namespace, endpoint, "retry"),
-        dead_lettered: metrics.attempts_of(namespace, endpoint, "dead_letter"),
+        dead_lettered,
     }
 }
 
@@ -270,12 +271,7 @@ pub async fn resume_endpoint(
         tracing::info!(%namespace, endpoint = %name, paused_ms = now_ms().saturating_sub(p.since),
             "endpoint resumed; its queued deliveries are due now");
     }
-    Ok(Json(EndpointList {
-        config_hash: live.hash().to_string(),
-        data: vec![endpoint_view(e, subscriptions_to(&live.config, e), &state)],
-        pagination: None,
-        coverage: Coverage::default(),
-    }))
+    Ok(Json(endpoint_list(&state, &live, [e], None)))
 }
 
 /// The Sources of the live config.
@@ -348,31 +344,30 @@ pub async fn endpoints(
         .filter(|e| keep(&e.namespace))
         .collect();
     let (page, pagination) = page_of(visible, |e| (&e.namespace, &e.name), &q)?;
-    let data = page
-        .into_iter()
-        .map(|e| endpoint_view(e, subscriptions_to(&live.config, e), &state))
-        .collect();
-    Ok(Json(EndpointList {
-        config_hash: live.hash().to_string(),
-        data,
-        pagination,
-        coverage: Coverage::default(),
-    }))
+    Ok(Json(endpoint_list(&state, &live, page, pagination)))
 }
 
 /// Every Endpoint of the live config with this pod's health of it, for the operator (through
 /// the peer-token route `GET /internal/v1/endpoints`, which the fan-out merges like the API's).
 pub fn all_endpoints(state: &AppState) -> EndpointList {
     let live = state.live.load();
+    endpoint_list(state, &live, &live.config.endpoints, None)
+}
+
+/// `endpoints` of `live` as this pod shows them.
+fn endpoint_list<'a>(
+    state: &AppState,
+    live: &Live,
+    endpoints: impl IntoIterator<Item = &'a EndpointConfig>,
+    pagination: Option<Pagination>,
+) -> EndpointList {
     EndpointList {
         config_hash: live.hash().to_string(),
-        data: live
-            .config
-            .endpoints
-            .iter()
+        data: endpoints
+            .into_iter()
             .map(|e| endpoint_view(e, subscriptions_to(&live.config, e), state))
             .collect(),
-        pagination: None,
+        pagination,
         coverage: Coverage::default(),
     }
 }
