@@ -29,16 +29,15 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{Timestamp, Unit};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Resource as _, ResourceExt};
+use kube::Resource as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
-use crate::FIELD_MANAGER;
+use crate::status;
 
 /// The route every data-plane pod serves for this.
 pub const PATH: &str = "/internal/v1/endpoints";
@@ -115,18 +114,10 @@ pub struct Verdict {
 }
 
 fn with_last_error(text: &str, h: &Health) -> String {
-    let mut m = match &h.last_error {
-        Some(e) => format!("{text}; last error: {e}"),
+    match &h.last_error {
+        Some(e) => status::truncate(&format!("{text}; last error: {e}"), MAX_MESSAGE),
         None => text.to_string(),
-    };
-    if m.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !m.is_char_boundary(end) {
-            end -= 1;
-        }
-        m.truncate(end);
     }
-    m
 }
 
 /// The condition the set's health calls for; `None` when no pod has attempted the endpoint.
@@ -219,9 +210,9 @@ pub fn decide(
     Decision::Wait
 }
 
-/// The merge patch of `/status` for `decision`: every other condition as it is, and the
-/// object's resourceVersion, so that a concurrent write of the Ready condition is not undone
-/// (the loser retries on its next round).
+/// The merge patch of `/status` for `decision`: every other condition as it is. It is sent
+/// [`status::guarded`], so that a concurrent write of the Ready condition is not undone (the
+/// loser retries on its next round).
 pub fn status_patch(
     ep: &Endpoint,
     decision: &Decision,
@@ -252,7 +243,6 @@ pub fn status_patch(
         }),
     }
     Some(json!({
-        "metadata": { "resourceVersion": ep.resource_version() },
         "status": { "conditions": out, "delivery": want_record },
     }))
 }
@@ -481,12 +471,7 @@ async fn write_one(
     let Some(patch) = status_patch(ep, &decision, &want_record, &now) else {
         return false;
     };
-    let api: Api<Endpoint> = Api::namespaced(client.clone(), &r.namespace);
-    let pp = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    match api.patch_status(&r.name, &pp, &Patch::Merge(&patch)).await {
+    match status::patch_status(client.clone(), ep, &patch).await {
         Ok(_) => {
             mem.last_patch = Some(Instant::now());
             if let Decision::Condition(v) = &decision {

@@ -164,7 +164,10 @@ fn the_patch_keeps_other_conditions_carries_the_resource_version_and_moves_the_t
     let rec = record(&health("healthy"));
     let failing = desired("a", "b", &health("failing")).expect("failing");
     let p = status_patch(&ep, &Decision::Condition(failing), &rec, &now).expect("a patch");
-    assert_eq!(p["metadata"]["resourceVersion"], "77");
+    assert_eq!(
+        status::guarded(&ep, &p)["metadata"]["resourceVersion"],
+        "77"
+    );
     let conds = p["status"]["conditions"].as_array().expect("conditions");
     assert_eq!(conds.len(), 2);
     assert_eq!(conds[0]["type"], "Ready");

@@ -86,11 +86,12 @@ impl HasStatus for Subscription {
     }
 }
 
-fn truncate(message: &str) -> String {
-    if message.len() <= MAX_MESSAGE_BYTES {
+/// `message` cut to at most `max_bytes`, on a character boundary.
+pub fn truncate(message: &str, max_bytes: usize) -> String {
+    if message.len() <= max_bytes {
         return message.to_string();
     }
-    let mut end = MAX_MESSAGE_BYTES;
+    let mut end = max_bytes;
     while !message.is_char_boundary(end) {
         end -= 1;
     }
@@ -102,7 +103,7 @@ pub fn up_to_date(current: &CurrentStatus, desired: &DesiredStatus) -> bool {
     let ready_same = current.ready().is_some_and(|c| {
         c.status == desired.ready.as_str()
             && c.reason == desired.reason
-            && c.message == truncate(&desired.message)
+            && c.message == truncate(&desired.message, MAX_MESSAGE_BYTES)
             && c.observed_generation == desired.observed_generation
     });
     ready_same
@@ -122,7 +123,7 @@ pub fn ready_condition(current: &CurrentStatus, desired: &DesiredStatus, now: &T
         type_: READY.to_string(),
         status: desired.ready.as_str().to_string(),
         reason: desired.reason.clone(),
-        message: truncate(&desired.message),
+        message: truncate(&desired.message, MAX_MESSAGE_BYTES),
         observed_generation: desired.observed_generation,
         last_transition_time,
     }
@@ -185,14 +186,18 @@ pub async fn patch_status<K: HasStatus>(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    // The conditions list is written whole, and the health loop writes `Healthy` into the same
-    // list: with the resourceVersion read, a write from a stale cache is refused (and retried)
-    // instead of dropping the other writer's condition.
+    api.patch_status(&obj.name_any(), &pp, &Patch::Merge(guarded(obj, patch)))
+        .await?;
+    Ok(())
+}
+
+/// `patch` with the resourceVersion `obj` was read at. The conditions list is written whole,
+/// and both the Ready writer and the health loop write into it: so guarded, a write from a
+/// stale cache is refused (and retried) instead of dropping the other writer's condition.
+pub fn guarded<K: Resource>(obj: &K, patch: &Value) -> Value {
     let mut patch = patch.clone();
     if let (Some(rv), Some(map)) = (obj.resource_version(), patch.as_object_mut()) {
         map.insert("metadata".into(), json!({ "resourceVersion": rv }));
     }
-    api.patch_status(&obj.name_any(), &pp, &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+    patch
 }
