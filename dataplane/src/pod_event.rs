@@ -41,8 +41,13 @@ pub fn undrained_event(report: &DrainReport) -> Option<Event> {
     if let Some(first) = report.errors.first() {
         note.push_str(&format!("; last error: {first}"));
     }
-    // The API server caps an Event's note at 1 KiB.
-    note.truncate(1000);
+    // The API server caps an Event's note at 1 KiB; the cut falls on a character boundary
+    // (a peer's error text may hold any UTF-8, and String::truncate panics inside a character).
+    let mut end = note.len().min(1000);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
     Some(Event {
         type_: EventType::Warning,
         reason: "UndrainedEvents".into(),
@@ -90,5 +95,11 @@ mod tests {
         let note = ev.note.unwrap_or_default();
         assert!(note.starts_with("7 unfinished events"), "{note}");
         assert!(note.len() <= 1000);
+        // A multi-byte character across the cut does not panic, and the note stays whole UTF-8.
+        report.errors = vec!["é".repeat(3000)];
+        let note = undrained_event(&report)
+            .and_then(|ev| ev.note)
+            .unwrap_or_default();
+        assert!(note.len() <= 1000 && note.ends_with('é'), "{}", note.len());
     }
 }
