@@ -23,6 +23,7 @@ mod e2e_cluster {
     pub mod checks;
     pub mod env;
     pub mod gateway;
+    pub mod health;
     pub mod injection;
     pub mod kube_util;
     pub mod procs;
@@ -79,6 +80,11 @@ const TESTS: &[(&str, bool, Check)] = &[
         "registration_through_the_rest_api_creates_real_resources",
         false,
         e2e_cluster::registration::registration,
+    ),
+    (
+        "endpoint_health_follows_a_receiver_that_fails_and_recovers",
+        false,
+        e2e_cluster::health::receiver_health,
     ),
     (
         "sidecar_mode_installed_by_the_chart_runs_the_readme_example",

@@ -150,6 +150,16 @@ impl Rendered {
             .collect())
     }
 
+    /// The `env` of the first container of a rendered Deployment or StatefulSet (EnvVar
+    /// objects: `value`, or `valueFrom` a Secret key or a field of the Pod).
+    pub fn container_env(&self, kind: &str, suffix: &str) -> anyhow::Result<Vec<Value>> {
+        let obj = self.object(kind, suffix)?;
+        Ok(obj["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// Name of the ServiceAccount a rendered workload runs as.
     pub fn service_account(&self, kind: &str, suffix: &str) -> anyhow::Result<String> {
         let obj = self.object(kind, suffix)?;

@@ -33,6 +33,13 @@ pub struct Install {
     pub lease: String,
     operator_args: Vec<String>,
     dataplane_args: Vec<String>,
+    /// The containers' environment as the kubelet would set it (Secret keys read from the
+    /// cluster), minus what the spawn functions set themselves.
+    operator_env: Vec<(String, String)>,
+    dataplane_env: Vec<(String, String)>,
+    /// The chart's `--dataplane-url` (the API Service's DNS name, which does not resolve
+    /// here): `spawn_operator_polling` points it at a local data plane instead.
+    pub dataplane_service_url: Option<String>,
     /// The chart turns the sidecar-injection webhook on: whether, and the port a test's
     /// values told the API server to call (else each replica gets a free one).
     webhook: Option<Option<u16>>,
@@ -78,6 +85,7 @@ impl Install {
             "--listen=",
             "--data-dir=",
             "--peers-dns=",
+            "--dataplane-url=",
         ];
         let keep = |args: Vec<String>| -> Vec<String> {
             args.into_iter()
@@ -89,7 +97,23 @@ impl Install {
             .iter()
             .any(|a| a.starts_with("--webhook-listen="))
             .then_some(webhook_port);
+        let dataplane_service_url = chart::flag(&chart_operator_args, "dataplane-url").ok();
+        if let Some(url) = &dataplane_service_url {
+            check_dataplane_url(&rendered, ns, url)?;
+        }
         let operator_args = keep(chart_operator_args);
+        let operator_env = resolve_env(
+            cluster,
+            ns,
+            &rendered.container_env("Deployment", "-operator")?,
+        )
+        .await?;
+        let dataplane_env = resolve_env(
+            cluster,
+            ns,
+            &rendered.container_env("StatefulSet", "-dataplane")?,
+        )
+        .await?;
         let dataplane_args = keep(rendered.container_args("StatefulSet", "-dataplane")?);
         let config_secret = chart::flag(&operator_args, "config-secret")?;
         ensure!(
@@ -115,6 +139,9 @@ impl Install {
             ns: ns.to_string(),
             operator_args,
             dataplane_args,
+            operator_env,
+            dataplane_env,
+            dataplane_service_url,
             webhook,
             operator_kubeconfig,
             dataplane_kubeconfig,
@@ -123,10 +150,37 @@ impl Install {
         })
     }
 
-    /// An operator replica named `pod` (its Lease identity, as the downward API gives it).
+    /// An operator replica named `pod` (its Lease identity, as the downward API gives it),
+    /// without the health loop: the chart's `--dataplane-url` names a Service that does not
+    /// resolve outside a cluster.
     pub fn spawn_operator(&self, pod: &str) -> anyhow::Result<(Proc, String)> {
+        self.spawn_operator_with(pod, None)
+    }
+
+    /// An operator replica whose health loop polls the local data plane at `dataplane_url`,
+    /// standing in for the chart's API Service.
+    pub fn spawn_operator_polling(
+        &self,
+        pod: &str,
+        dataplane_url: &str,
+    ) -> anyhow::Result<(Proc, String)> {
+        ensure!(
+            self.dataplane_service_url.is_some(),
+            "the chart's values turn the operator's health loop off"
+        );
+        self.spawn_operator_with(pod, Some(dataplane_url))
+    }
+
+    fn spawn_operator_with(
+        &self,
+        pod: &str,
+        dataplane_url: Option<&str>,
+    ) -> anyhow::Result<(Proc, String)> {
         let port = hookmesh_tests::gateway::free_port()?;
         let mut args = self.operator_args.clone();
+        if let Some(url) = dataplane_url {
+            args.push(format!("--dataplane-url={url}"));
+        }
         args.push(format!("--metrics-listen=127.0.0.1:{port}"));
         if let Some(webhook) = self.webhook {
             let port = match webhook {
@@ -141,7 +195,7 @@ impl Install {
             &args,
             &self.operator_kubeconfig,
             self.dir.path(),
-            &[("POD_NAME", pod), ("POD_NAMESPACE", &self.ns)],
+            &pod_env(pod, &self.ns, &self.operator_env),
         )?;
         Ok((proc, format!("http://127.0.0.1:{port}")))
     }
@@ -160,9 +214,17 @@ impl Install {
             &args,
             &self.dataplane_kubeconfig,
             self.dir.path(),
-            &[("POD_NAME", pod), ("POD_NAMESPACE", &self.ns)],
+            &pod_env(pod, &self.ns, &self.dataplane_env),
         )?;
         Ok((proc, format!("http://127.0.0.1:{port}")))
+    }
+
+    /// A variable of the data plane's environment, as the chart sets it.
+    pub fn dataplane_env(&self, name: &str) -> Option<String> {
+        self.dataplane_env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     pub fn lease_ref(&self) -> ObjRef {
@@ -172,6 +234,81 @@ impl Install {
     pub async fn config_hash(&self, cluster: &Cluster) -> anyhow::Result<String> {
         cluster.config_hash(&self.ns, &self.config_secret).await
     }
+}
+
+/// Variables the spawn functions set themselves: the Pod's fields from the downward API, and
+/// the log filter (HOOKMESH_E2E_LOG).
+const SPAWN_SETS: &[&str] = &["POD_NAME", "POD_NAMESPACE", "RUST_LOG"];
+
+/// A rendered container's `env` as the kubelet would resolve it: literal values, and Secret
+/// keys read from the release namespace. Any other source fails, so the harness cannot drift
+/// from the chart unnoticed.
+async fn resolve_env(
+    cluster: &Cluster,
+    ns: &str,
+    env: &[Value],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for var in env {
+        let name = var["name"].as_str().context("an env var without a name")?;
+        if SPAWN_SETS.contains(&name) {
+            continue;
+        }
+        let value = if let Some(v) = var["value"].as_str() {
+            v.to_string()
+        } else if let Some(key) = var["valueFrom"].get("secretKeyRef") {
+            let (Some(secret), Some(k)) = (key["name"].as_str(), key["key"].as_str()) else {
+                bail!("env {name}: secretKeyRef without name and key");
+            };
+            cluster
+                .secret_value(ns, secret, k)
+                .await
+                .with_context(|| format!("env {name}"))?
+        } else {
+            bail!("env {name}: a source the harness does not resolve: {var}");
+        };
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
+}
+
+fn pod_env<'a>(pod: &'a str, ns: &'a str, env: &'a [(String, String)]) -> Vec<(&'a str, &'a str)> {
+    let mut out = vec![("POD_NAME", pod), ("POD_NAMESPACE", ns)];
+    out.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    out
+}
+
+/// The chart's `--dataplane-url` names its own API Service, in the release namespace, on the
+/// Service's port, and that Service reaches the data plane's http port.
+fn check_dataplane_url(rendered: &Rendered, ns: &str, url: &str) -> anyhow::Result<()> {
+    let service = rendered.object("Service", "-api")?;
+    let name = service["metadata"]["name"]
+        .as_str()
+        .context("the API Service has no name")?;
+    let port = service["spec"]["ports"]
+        .as_array()
+        .and_then(|ps| ps.first())
+        .context("the API Service has no port")?;
+    let prefix = format!("http://{name}.{ns}.svc.");
+    let suffix = format!(":{}", port["port"]);
+    ensure!(
+        url.starts_with(&prefix) && url.ends_with(&suffix),
+        "--dataplane-url {url} is not the API Service {name}.{ns} on port {}",
+        port["port"]
+    );
+    let dataplane = rendered.object("StatefulSet", "-dataplane")?;
+    let target = &port["targetPort"];
+    let reaches = dataplane["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .is_some_and(|ps| {
+            ps.iter()
+                .any(|p| &p["name"] == target || &p["containerPort"] == target)
+        });
+    ensure!(
+        reaches,
+        "the API Service's targetPort {target} is no port of the data plane"
+    );
+    Ok(())
 }
 
 /// Run `f` with the chart installed in a fresh release namespace and a second, fresh namespace

@@ -168,6 +168,23 @@ impl Cluster {
             .collect())
     }
 
+    /// A watch of one object, from its current version on.
+    async fn watch_from_now(
+        &self,
+        ns: &str,
+        o: &ObjRef,
+    ) -> anyhow::Result<
+        impl futures::Stream<Item = kube::Result<kube::api::WatchEvent<DynamicObject>>> + use<>,
+    > {
+        let api = self.api(ns, o);
+        let fields = format!("metadata.name={}", o.name);
+        let list = api.list(&ListParams::default().fields(&fields)).await?;
+        let from = list.metadata.resource_version.unwrap_or_default();
+        Ok(api
+            .watch(&kube::api::WatchParams::default().fields(&fields), &from)
+            .await?)
+    }
+
     /// Watch one object from now on and return, once the watch is open, a task that yields the
     /// Ready condition (with the object's generation and the status's observedGeneration) of
     /// every version written, until Ready=True for the current generation or `timeout`.
@@ -178,13 +195,7 @@ impl Cluster {
         timeout: Duration,
     ) -> anyhow::Result<tokio::task::JoinHandle<Vec<Value>>> {
         use futures::StreamExt as _;
-        let api = self.api(ns, o);
-        let fields = format!("metadata.name={}", o.name);
-        let list = api.list(&ListParams::default().fields(&fields)).await?;
-        let from = list.metadata.resource_version.unwrap_or_default();
-        let stream = api
-            .watch(&kube::api::WatchParams::default().fields(&fields), &from)
-            .await?;
+        let stream = self.watch_from_now(ns, o).await?;
         Ok(tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut stream = stream.boxed();
@@ -214,6 +225,44 @@ impl Cluster {
             }
             seen
         }))
+    }
+
+    /// Watch one object from now on: every version written (whole objects) until `stop` is
+    /// sent, or `timeout`.
+    pub async fn versions(
+        &self,
+        ns: &str,
+        o: &ObjRef,
+        timeout: Duration,
+    ) -> anyhow::Result<(
+        tokio::task::JoinHandle<Vec<Value>>,
+        tokio::sync::oneshot::Sender<()>,
+    )> {
+        use futures::StreamExt as _;
+        let stream = self.watch_from_now(ns, o).await?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut stream = stream.boxed();
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            loop {
+                let ev = tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = &mut deadline => break,
+                    ev = stream.next() => ev,
+                };
+                match ev {
+                    Some(Ok(
+                        kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o),
+                    )) => seen.push(serde_json::to_value(o).unwrap_or_default()),
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+            seen
+        });
+        Ok((task, stop))
     }
 
     /// The object's `metadata.resourceVersion`.
