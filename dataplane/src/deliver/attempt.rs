@@ -88,9 +88,9 @@ async fn attempt(job: &Job, number: u32) -> Outcome {
     let ep = &job.endpoint;
     let started_at = now_ms();
     let clock = Instant::now();
-    let (event, payload) = match (job.store.event(d.event_id), job.store.payload(d.event_id)) {
-        (Ok(Some(e)), Ok(Some(p))) => (e, p),
-        (Err(e), _) | (_, Err(e)) => {
+    let (event, payload) = match job.store.event_with_payload(d.event_id) {
+        Ok(Some((e, Some(p)))) => (e, p),
+        Err(e) => {
             // The claim's lease brings the delivery back once storage works again.
             tracing::error!(error = %e, "cannot read the event to deliver");
             return Outcome::NOT_SENT;

@@ -5,10 +5,10 @@
 //! Atomicity without a transaction: before a group's records, the writer records the group's
 //! intent (which events, their deliveries, index keys and idempotency claims) under one key.
 //! Then each tree is written in turn: idempotency claims (each a compare-and-swap, which is
-//! also the duplicate check), payloads, deliveries, group index entries, pending keys, events,
-//! due entries. sled recovers a prefix of its log, so after a crash the last group is in one of
-//! two states per event: its event record is there (and everything before it), or it is not
-//! (and nothing after it). [`recover_last_group`] finishes the first kind (due entries) and
+//! also the duplicate check), deliveries, group index entries, pending keys, events (each the
+//! record with its payload, see `event_value`), due entries. sled recovers a prefix of its log,
+//! so after a crash the last group is in one of two states per event: its event record is there
+//! (and everything before it), or it is not (and nothing after it). [`recover_last_group`] finishes the first kind (due entries) and
 //! removes the leftovers of the second, its claim included, so
 //! an event is either wholly stored or absent. None of these were acknowledged: the 202 waits
 //! for the flush that follows the whole group.
@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, get, put};
 use super::errors::StoreError;
+use super::event_value;
 use super::groups::{self, Member, Width};
 use super::handle::{Signals, Store, Trees};
 use super::keys::*;
@@ -183,19 +184,22 @@ struct IntentV1 {
     events: Vec<IntentEvent>,
 }
 
-/// The indexes that take group entries (see `groups`).
+/// The indexes that take group entries (see `groups`). Append only: the intent names them by
+/// position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-enum IndexTree {
+pub(super) enum IndexTree {
     Source,
     Status,
     Endpoint,
+    /// Events whose payload is stored with their record, for the payload retention sweep.
+    Payload,
 }
 
 impl IndexTree {
     fn width(self) -> Width {
         match self {
             IndexTree::Endpoint => Width::Pair,
-            IndexTree::Source | IndexTree::Status => Width::Id,
+            IndexTree::Source | IndexTree::Status | IndexTree::Payload => Width::Id,
         }
     }
 }
@@ -205,11 +209,12 @@ fn index_tree(t: &Trees, which: IndexTree) -> &sled::Tree {
         IndexTree::Source => &t.idx_source,
         IndexTree::Status => &t.idx_status,
         IndexTree::Endpoint => &t.idx_endpoint,
+        IndexTree::Payload => &t.idx_payload,
     }
 }
 
 /// Every group index entry of one group, by tree: per source, per endpoint, per status fixed
-/// at ingest (all but pending).
+/// at ingest (all but pending), and the events whose payload their record carries.
 fn index_entries(prepared: &[Prepared<'_>]) -> Vec<(IndexTree, Vec<groups::Entry>)> {
     let mut by: BTreeMap<(IndexTree, Vec<u8>), Vec<Member>> = BTreeMap::new();
     for p in prepared {
@@ -220,6 +225,11 @@ fn index_entries(prepared: &[Prepared<'_>]) -> Vec<(IndexTree, Vec<groups::Entry
             .push((id, id));
         if e.status != EventStatus::Pending {
             by.entry((IndexTree::Status, vec![e.status.code()]))
+                .or_default()
+                .push((id, id));
+        }
+        if p.inline_payload {
+            by.entry((IndexTree::Payload, Vec::new()))
                 .or_default()
                 .push((id, id));
         }
@@ -255,8 +265,9 @@ struct IntentEvent {
 struct Prepared<'a> {
     new: &'a NewEvent,
     key: [u8; 16],
+    /// The record and, unless it came expired (a handoff), the payload: one value.
     event: Vec<u8>,
-    payload: Vec<u8>,
+    inline_payload: bool,
     deliveries: Vec<Vec<u8>>,
     claim: Option<(Vec<u8>, Vec<u8>)>,
     /// Its place in the group's outcomes.
@@ -286,11 +297,12 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
             claimed_here.insert(ikey.clone(), outcomes.len());
             claim = Some((ikey, concat(&[&key, &expires.to_be_bytes()])));
         }
+        let inline_payload = !e.payload_expired;
         prepared.push(Prepared {
             new,
             key,
-            event: codec::encode(e)?,
-            payload: codec::encode(&new.payload)?,
+            event: event_value::encode(e, inline_payload.then_some(&new.payload))?,
+            inline_payload,
             deliveries: new
                 .deliveries
                 .iter()
@@ -339,9 +351,6 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
     }
     // Tree by tree rather than event by event: each tree's hot leaf stays hot, and the order
     // per event is the same.
-    for p in &prepared {
-        t.payloads.insert(p.key, p.payload.as_slice())?;
-    }
     for p in &prepared {
         for (d, bytes) in p.new.deliveries.iter().zip(&p.deliveries) {
             t.deliveries.insert(d.id.to_key(), bytes.as_slice())?;
@@ -525,19 +534,19 @@ fn recover(
 #[cfg(test)]
 mod tests {
     use super::super::reads::EventFilter;
-    use super::super::testing::{index_members, keys, new_event, open, reopen};
+    use super::super::testing::{index_members, keys, new_event, open, reopen, KeyPrefix};
     use super::*;
 
     /// The trees in the order `write_group` writes them after the intent (the group entries of
-    /// `idx_source` and `idx_endpoint`, then the pending keys of `idx_status`); within a tree it
-    /// writes in key order.
+    /// `idx_source`, `idx_endpoint` and `idx_payload`, then the pending keys of `idx_status`);
+    /// within a tree it writes in key order.
     fn tree_order(t: &Trees) -> [&sled::Tree; 8] {
         [
             &t.idempotency,
-            &t.payloads,
             &t.deliveries,
             &t.idx_source,
             &t.idx_endpoint,
+            &t.idx_payload,
             &t.idx_status,
             &t.events,
             &t.due,
@@ -601,9 +610,10 @@ mod tests {
             })
             .count();
         let indexed = [
-            index_members(&t.idx_source, Width::Id, true),
-            index_members(&t.idx_status, Width::Id, false),
-            index_members(&t.idx_endpoint, Width::Pair, true),
+            index_members(&t.idx_source, Width::Id, KeyPrefix::Named),
+            index_members(&t.idx_status, Width::Id, KeyPrefix::Status),
+            index_members(&t.idx_endpoint, Width::Pair, KeyPrefix::Named),
+            index_members(&t.idx_payload, Width::Id, KeyPrefix::None),
         ]
         .iter()
         .flatten()
@@ -625,6 +635,8 @@ mod tests {
         };
         store.event(id).expect("read").is_some()
             && store.payload(id).expect("read").is_some()
+            && index_members(&store.trees().idx_payload, Width::Id, KeyPrefix::None)
+                .contains(&(id.0 .0, id.0 .0))
             && store.deliveries_of(id).expect("read").len() == e.deliveries.len()
             && e.deliveries.iter().all(|d| {
                 store

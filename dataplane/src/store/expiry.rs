@@ -4,8 +4,9 @@
 //! record itself, so a crash part-way leaves an event listed with less attached, which the next
 //! removal finishes.
 
-use super::codec::put;
 use super::errors::StoreError;
+use super::event_value::StoredEvent;
+use super::groups;
 use super::handle::Store;
 use super::keys::*;
 use super::model::*;
@@ -60,9 +61,53 @@ impl Store {
         Ok(true)
     }
 
-    /// Retention, step one: drop the payloads of events received before `before` (at most
-    /// `batch` of them) and mark those events `payload_expired`.
+    /// Retention, step one: drop the payloads of events received before `before` and mark
+    /// those events `payload_expired`. Works through about `batch` events (whole commit groups
+    /// at a time) and returns how many it looked at.
     pub fn expire_payloads(&self, before: Millis, batch: usize) -> Result<usize, StoreError> {
+        let inline = self.expire_inline_payloads(before, batch)?;
+        let older = self.expire_tree_payloads(before, batch.saturating_sub(inline))?;
+        Ok(inline + older)
+    }
+
+    /// Payloads stored with their record: each commit group's `idx_payload` entry names its
+    /// events, and goes once all of them are before `before` and their payloads are dropped.
+    fn expire_inline_payloads(&self, before: Millis, batch: usize) -> Result<usize, StoreError> {
+        let t = self.trees();
+        // An entry is keyed by its largest member: below this, every member is.
+        let end = ulid_floor(before).0.to_be_bytes();
+        let mut seen = 0;
+        while seen < batch {
+            let Some(item) = t.idx_payload.range(..end).next() else {
+                break;
+            };
+            let (k, v) = item?;
+            let members = groups::members(&k, &v, groups::Width::Id)
+                .ok_or_else(|| StoreError::Codec("malformed idx_payload entry".into()))?;
+            for (id, _) in members {
+                let id = EventId(ulid::Ulid(id));
+                let _held = self.lock(id)?;
+                // Deleted since, or its payload already gone: nothing to do.
+                if let Some(StoredEvent {
+                    record: mut e,
+                    payload,
+                }) = self.stored_event(id)?
+                {
+                    if payload.is_inline() {
+                        e.payload_expired = true;
+                        t.events.insert(id.to_key(), payload.dropped(&e)?)?;
+                    }
+                }
+                seen += 1;
+            }
+            // Last: a crash before this leaves the entry, and the next sweep skips what it did.
+            t.idx_payload.remove(&k)?;
+        }
+        Ok(seen)
+    }
+
+    /// Payloads of events written before layout 3, in the `payloads` tree.
+    fn expire_tree_payloads(&self, before: Millis, batch: usize) -> Result<usize, StoreError> {
         let t = self.trees();
         let end = ulid_floor(before).0.to_be_bytes();
         let keys: Vec<sled::IVec> = t
@@ -79,10 +124,14 @@ impl Store {
             let _held = self.lock(id)?;
             // Mark first: a crash before the removal leaves a payload retention removes next
             // time, never an event that claims a payload it no longer has.
-            if let Some(mut e) = self.event(id)? {
+            if let Some(StoredEvent {
+                record: mut e,
+                payload,
+            }) = self.stored_event(id)?
+            {
                 if !e.payload_expired {
                     e.payload_expired = true;
-                    put(&t.events, k, &e)?;
+                    t.events.insert(k, payload.rewrite(&e)?)?;
                 }
             }
             t.payloads.remove(k)?;
@@ -132,6 +181,8 @@ impl Store {
         for status in EventStatus::ALL {
             dropped += drop_below(&t.idx_status, &[status.code()], below)?;
         }
+        // The payload sweep takes these as it goes; what is left names deleted events only.
+        dropped += drop_below(&t.idx_payload, &[], below)?;
         Ok(dropped)
     }
 
@@ -185,4 +236,64 @@ fn drop_below(tree: &sled::Tree, prefix: &[u8], below: u128) -> Result<usize, St
         tree.remove(k)?;
     }
     Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{index_members, ingest, new_event, open, KeyPrefix};
+    use super::*;
+
+    fn entries(store: &Store) -> Vec<u128> {
+        index_members(
+            &store.trees().idx_payload,
+            groups::Width::Id,
+            KeyPrefix::None,
+        )
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+    }
+
+    /// Payloads stored with their record go by commit group: the record stays, marked, the
+    /// group's entry goes; a sweep repeated after a crash that kept the entry changes nothing,
+    /// and a member deleted since is skipped.
+    #[test]
+    fn inline_payloads_expire_by_group_and_a_repeated_sweep_changes_nothing() {
+        let (_dir, store) = open();
+        let old = new_event("github", 0, None, 10);
+        let old_id = old.event.id;
+        ingest(&store, old);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let kept = new_event("github", 0, None, 10);
+        let kept_id = kept.event.id;
+        ingest(&store, kept);
+        assert_eq!(entries(&store), vec![old_id.0 .0, kept_id.0 .0]);
+
+        let cutoff = kept_id.timestamp_ms();
+        assert_eq!(store.expire_payloads(cutoff, 100).expect("sweep"), 1);
+        let e = store.event(old_id).expect("read").expect("kept");
+        assert!(e.payload_expired);
+        assert_eq!(e.source, "github");
+        assert!(store.payload(old_id).expect("read").is_none());
+        assert!(store.payload(kept_id).expect("read").is_some());
+        assert_eq!(entries(&store), vec![kept_id.0 .0]);
+
+        // A crash after the rewrite, before the entry went: the next sweep finds it again.
+        let value = store.trees().events.get(old_id.to_key()).expect("read");
+        for (k, v) in groups::entries(&[], groups::Width::Id, vec![(old_id.0 .0, old_id.0 .0)]) {
+            store.trees().idx_payload.insert(k, v).expect("write");
+        }
+        assert_eq!(store.expire_payloads(cutoff, 100).expect("sweep"), 1);
+        assert_eq!(
+            store.trees().events.get(old_id.to_key()).expect("read"),
+            value
+        );
+        assert_eq!(entries(&store), vec![kept_id.0 .0]);
+
+        // A member deleted before its payload's time: skipped, and its entry goes.
+        assert!(store.delete_event(kept_id).expect("delete"));
+        assert_eq!(store.expire_payloads(now_ms() + 1, 100).expect("sweep"), 1);
+        assert!(entries(&store).is_empty());
+        assert_eq!(store.expire_payloads(now_ms() + 1, 100).expect("sweep"), 0);
+    }
 }

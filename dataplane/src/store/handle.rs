@@ -15,9 +15,10 @@ use super::model::{now_ms, EventId, Millis};
 /// The trees. `idx_*` are secondary indexes, written in crash-safe order with their record.
 #[derive(Clone)]
 pub(crate) struct Trees {
-    /// event id -> [`EventRecord`](super::EventRecord)
+    /// event id -> [`EventRecord`](super::EventRecord) and, since layout 3, its
+    /// [`Payload`](super::Payload) (see `event_value`)
     pub events: Tree,
-    /// event id -> [`Payload`](super::Payload)
+    /// event id -> [`Payload`](super::Payload), for events written before layout 3
     pub payloads: Tree,
     /// delivery id -> [`DeliveryRecord`](super::DeliveryRecord)
     pub deliveries: Tree,
@@ -33,6 +34,9 @@ pub(crate) struct Trees {
     pub idx_status: Tree,
     /// namespace \0 endpoint \0 delivery id -> event id
     pub idx_endpoint: Tree,
+    /// Group entries of the events whose payload is stored with their record, until the
+    /// payload retention sweep has taken it (see `expiry`).
+    pub idx_payload: Tree,
     /// delivery id -> attempt count (u32 BE) when its current round of attempts began
     /// (see `queue.rs`)
     pub rounds: Tree,

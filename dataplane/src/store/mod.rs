@@ -2,6 +2,7 @@
 //!
 //! - `model`: what is stored (events, payloads, deliveries, attempts) and the ids;
 //! - `keys` and `codec`: how keys and values are laid out on disk;
+//! - `event_value`: an event's value, its record followed by its payload;
 //! - `groups`: the index entries ingest writes once per commit group;
 //! - `handle`: the trees, the per-event `locks`, and the signals every writer shares;
 //! - `commit`: ingest, by group commit, and the repair of a group a crash cut short;
@@ -23,6 +24,7 @@ mod claims;
 mod codec;
 mod commit;
 mod errors;
+mod event_value;
 mod expiry;
 mod groups;
 mod handle;
@@ -53,8 +55,11 @@ use handle::{Inner, Signals, Trees};
 /// The on-disk layout this code writes. 1: an index key per event, and claims written to disk.
 /// 2: the indexes of what ingest fixes (source, endpoint, a status other than pending) as one
 /// entry per commit group (`groups`), and claims held in memory (`claims`).
-/// Layout 2 reads layout-1 keys as groups of one, so a layout-1 store opens as it is.
-pub const LAYOUT: u8 = 2;
+/// 3: the payload in the event's own value, after the record (`event_value`), with a group
+/// entry per commit group for the payload retention sweep (`idx_payload`).
+/// Each layout reads what the older ones wrote (layout-1 keys as groups of one, records without
+/// a payload by the `payloads` tree), so an older store opens as it is.
+pub const LAYOUT: u8 = 3;
 const LAYOUT_KEY: &[u8] = b"layout";
 
 /// The layout a store was written in; a store of a newer one is refused. A store that does not
@@ -98,6 +103,7 @@ impl Store {
             idx_source: db.open_tree("idx_source")?,
             idx_status: db.open_tree("idx_status")?,
             idx_endpoint: db.open_tree("idx_endpoint")?,
+            idx_payload: db.open_tree("idx_payload")?,
             rounds: db.open_tree("delivery_rounds")?,
             meta: db.open_tree("meta")?,
             pauses: db.open_tree("endpoint_pauses")?,
@@ -117,7 +123,7 @@ impl Store {
                 committer,
             }),
         };
-        store.recover_in_flight(now_ms(), layout < LAYOUT)?;
+        store.recover_in_flight(now_ms(), layout < 2)?;
         if layout < LAYOUT {
             // Only once what the older layout left is converted: a crash before this opens it
             // as the older layout again.
@@ -134,17 +140,78 @@ mod layout_tests {
     use super::testing::{ingest, new_event};
     use super::*;
 
-    /// A copy of the layout-1 store in `fixtures/v1` (see its README), opened.
-    fn open_v1_fixture() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+    /// A copy of the store in `fixtures/<name>` (see its README), opened.
+    fn open_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sled");
         std::fs::create_dir_all(path.join("blobs")).expect("mkdir");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/fixtures/v1");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/store/fixtures")
+            .join(name);
         for f in ["conf", "db"] {
             std::fs::copy(fixture.join(f), path.join(f)).expect("copy fixture");
         }
-        let store = Store::open(&path).expect("a layout-1 store opens");
+        let store = Store::open(&path).expect("an older store opens");
         (dir, path, store)
+    }
+
+    fn open_v1_fixture() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+        open_fixture("v1")
+    }
+
+    /// Writes the fixture store the README of `fixtures/` describes, with the code of the day,
+    /// into `$HOOKMESH_STORE_FIXTURE` (then copy its `conf` and `db` into `fixtures/vN`).
+    #[test]
+    #[ignore = "writes a fixture; HOOKMESH_STORE_FIXTURE=DIR cargo test -p hookmesh-dataplane --lib write_store_fixture -- --ignored"]
+    fn write_store_fixture() {
+        let Ok(dir) = std::env::var("HOOKMESH_STORE_FIXTURE") else {
+            return;
+        };
+        let store = Store::open(Path::new(&dir)).expect("open");
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
+        // The oldest: unrouted, its payload removed by retention.
+        let c = new_event("github", 0, None, now_ms());
+        let c_id = c.event.id;
+        ingest(&store, c);
+        pause();
+        store
+            .expire_payloads(c_id.timestamp_ms() + 1, 10)
+            .expect("expire");
+        pause();
+        // Two deliveries: ep0 succeeds after one attempt, ep1 is retrying far in the future.
+        // Its claim's window closes 60 s after the epoch.
+        let mut a = new_event("github", 2, Some("delivery-1"), 0);
+        a.payload.body = br#"{"action":"opened","n":1}"#.to_vec();
+        let (d0, d1) = (a.deliveries[0].id, a.deliveries[1].id);
+        ingest(&store, a);
+        let attempt = |code: u16| AttemptRecord {
+            number: 1,
+            started_at: now_ms(),
+            duration_ms: 3,
+            status_code: Some(code),
+            response_body: b"ok".to_vec(),
+            error: None,
+        };
+        for (id, code, finish) in [
+            (d0, 200, Finish::Success),
+            (
+                d1,
+                503,
+                Finish::Retry {
+                    at: 9_000_000_000_000,
+                },
+            ),
+        ] {
+            let claimed = store
+                .claim_attempt(0, id, now_ms() + 60_000)
+                .expect("claim");
+            assert!(claimed.is_some(), "claim {id}");
+            store.finish(id, attempt(code), finish).expect("finish");
+        }
+        pause();
+        // One delivery due now, never attempted.
+        ingest(&store, new_event("stripe", 1, None, now_ms()));
+        store.flush().expect("flush");
     }
 
     fn listed(store: &Store, f: EventFilter) -> Vec<EventRecord> {
@@ -168,16 +235,28 @@ mod layout_tests {
     #[test]
     fn a_layout_1_store_opens_and_reads_as_it_was_written() {
         let (_dir, _path, store) = open_v1_fixture();
-        let all = listed(&store, EventFilter::default());
+        reads_as_written(&store);
+    }
+
+    #[test]
+    fn a_layout_2_store_opens_and_reads_as_it_was_written() {
+        let (_dir, _path, store) = open_fixture("v2");
+        reads_as_written(&store);
+    }
+
+    /// What `fixtures/README.md` says each fixture holds, read with today's code; then a new
+    /// event beside the old ones, and retention on both kinds of payload.
+    fn reads_as_written(store: &Store) {
+        let all = listed(store, EventFilter::default());
         assert_eq!(all.len(), 3);
         // Newest first: stripe, then the github event with deliveries, then the unrouted one.
         let (b, a, c) = (&all[0], &all[1], &all[2]);
         assert_eq!((b.source.as_str(), a.source.as_str()), ("stripe", "github"));
-        assert_eq!(sources(&store, "github"), 2);
-        assert_eq!(sources(&store, "stripe"), 1);
+        assert_eq!(sources(store, "github"), 2);
+        assert_eq!(sources(store, "stripe"), 1);
         let status = |s: EventStatus| {
             listed(
-                &store,
+                store,
                 EventFilter {
                     statuses: vec![s],
                     ..Default::default()
@@ -190,7 +269,7 @@ mod layout_tests {
         assert_eq!(status(EventStatus::Unrouted), vec![c.id]);
         assert_eq!(status(EventStatus::Pending), vec![b.id, a.id]);
         let to_ep1 = listed(
-            &store,
+            store,
             EventFilter {
                 endpoint: Some("ep1".into()),
                 ..Default::default()
@@ -234,9 +313,9 @@ mod layout_tests {
         assert_eq!(EventId::from_key(&claim), Some(a.id));
         let fresh = new_event("github", 1, None, now_ms());
         let fresh_id = fresh.event.id;
-        ingest(&store, fresh);
+        ingest(store, fresh);
         let github = listed(
-            &store,
+            store,
             EventFilter {
                 source: Some("github".into()),
                 ..Default::default()
@@ -250,6 +329,43 @@ mod layout_tests {
             store.trees().meta.get(b"layout").expect("read").as_deref(),
             Some(&[LAYOUT][..])
         );
+
+        // A status roll-up rewrites an old record in its own format, payload where it was.
+        let ep1 = ds[1].id;
+        assert!(store.requeue(ep1, 0).expect("requeue").is_some());
+        assert!(store
+            .claim_attempt(0, ep1, now_ms() + 60_000)
+            .expect("claim")
+            .is_some());
+        let ok = AttemptRecord {
+            number: 2,
+            started_at: now_ms(),
+            duration_ms: 1,
+            status_code: Some(200),
+            response_body: Vec::new(),
+            error: None,
+        };
+        store.finish(ep1, ok, Finish::Success).expect("finish");
+        let a_now = store.event(a.id).expect("read").expect("event");
+        assert_eq!(a_now.status, EventStatus::Delivered);
+        assert_eq!(
+            store.payload(a.id).expect("read").expect("payload").body,
+            br#"{"action":"opened","n":1}"#
+        );
+
+        // Retention takes the old payloads from their tree and the new one from its record.
+        store.expire_payloads(now_ms() + 1, 100).expect("sweep");
+        for id in [a.id, b.id, fresh_id] {
+            assert!(store.payload(id).expect("read").is_none(), "{id}");
+            assert!(
+                store
+                    .event(id)
+                    .expect("read")
+                    .expect("event")
+                    .payload_expired
+            );
+        }
+        assert!(store.trees().payloads.is_empty());
     }
 
     #[test]
@@ -276,7 +392,7 @@ mod layout_tests {
         let text = err.to_string();
         assert!(matches!(err, StoreError::NewerLayout { found, .. } if found == LAYOUT + 1));
         assert!(
-            text.contains("layout 3") && text.contains("--data-dir"),
+            text.contains(&format!("layout {}", LAYOUT + 1)) && text.contains("--data-dir"),
             "{text}"
         );
     }

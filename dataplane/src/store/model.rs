@@ -197,7 +197,8 @@ pub enum Origin {
     Publish,
 }
 
-/// Event metadata (the payload lives apart so listings never read bodies).
+/// Event metadata. The payload is stored after it in the same value (see `event_value`), and
+/// listings decode only this part.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: EventId,

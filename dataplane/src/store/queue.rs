@@ -16,6 +16,7 @@
 
 use super::codec::{get, put};
 use super::errors::StoreError;
+use super::event_value::StoredEvent;
 use super::groups;
 use super::handle::Store;
 use super::keys::*;
@@ -438,7 +439,11 @@ impl Store {
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
-        let Some(mut e) = self.event(event)? else {
+        let Some(StoredEvent {
+            record: mut e,
+            payload,
+        }) = self.stored_event(event)?
+        else {
             return Ok(());
         };
         e.delivery_ids.extend_from_slice(added);
@@ -463,7 +468,8 @@ impl Store {
             t.idx_status.insert(status_key(status, event), &[])?;
             e.status = status;
         }
-        put(&t.events, &event.to_key(), &e)?;
+        // The payload stored with the record is carried over as bytes.
+        t.events.insert(event.to_key(), payload.rewrite(&e)?)?;
         if status != old {
             t.idx_status.remove(status_key(old, event))?;
         }

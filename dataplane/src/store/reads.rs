@@ -17,6 +17,7 @@ use wildmatch::WildMatch;
 
 use super::codec::{decode, get};
 use super::errors::StoreError;
+use super::event_value::StoredEvent;
 use super::groups::{self, Width, SPAN_MS};
 use super::handle::Store;
 use super::keys::*;
@@ -323,11 +324,45 @@ impl Iterator for ByEndpoint<'_> {
 
 impl Store {
     pub fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-        get(&self.trees().events, &id.to_key())
+        Ok(self.stored_event(id)?.map(|s| s.record))
     }
 
     pub fn payload(&self, id: EventId) -> Result<Option<Payload>, StoreError> {
-        get(&self.trees().payloads, &id.to_key())
+        match self.stored_event(id)? {
+            Some(stored) => self.payload_of(&stored),
+            None => Ok(None),
+        }
+    }
+
+    /// An event and its payload, in one read where the payload is stored with the record.
+    pub fn event_with_payload(
+        &self,
+        id: EventId,
+    ) -> Result<Option<(EventRecord, Option<Payload>)>, StoreError> {
+        let Some(stored) = self.stored_event(id)? else {
+            return Ok(None);
+        };
+        let payload = self.payload_of(&stored)?;
+        Ok(Some((stored.record, payload)))
+    }
+
+    /// An event's value as stored (see `event_value`).
+    pub(super) fn stored_event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.trees()
+            .events
+            .get(id.to_key())?
+            .map(StoredEvent::decode)
+            .transpose()
+    }
+
+    /// The payload stored with the record, or for an event written before layout 3, in the
+    /// `payloads` tree.
+    fn payload_of(&self, stored: &StoredEvent) -> Result<Option<Payload>, StoreError> {
+        match stored.payload.inline()? {
+            Some(p) => Ok(Some(p)),
+            None if stored.record.payload_expired => Ok(None),
+            None => get(&self.trees().payloads, &stored.record.id.to_key()),
+        }
     }
 
     /// A delivery as the outside sees it: `in_flight` while an attempt holds it.
@@ -412,17 +447,22 @@ impl Store {
                 });
             }
             spent += 1;
-            let Some(e) = get::<EventRecord>(&t.events, &id.to_key())? else {
+            let Some(stored) = t
+                .events
+                .get(id.to_key())?
+                .map(StoredEvent::decode)
+                .transpose()?
+            else {
                 continue;
             };
-            if !self.event_matches(f, &e, &mut spent)? {
+            if !self.event_matches(f, &stored, &mut spent)? {
                 continue;
             }
             if items.len() == limit {
                 let next = items.last().map(|l| l.id);
                 return Ok(Page { items, next });
             }
-            items.push(e);
+            items.push(stored.record);
         }
         Ok(Page { items, next: None })
     }
@@ -487,9 +527,10 @@ impl Store {
     fn event_matches(
         &self,
         f: &EventFilter,
-        e: &EventRecord,
+        stored: &StoredEvent,
         spent: &mut usize,
     ) -> Result<bool, StoreError> {
+        let e = &stored.record;
         if f.namespaces
             .as_ref()
             .is_some_and(|s| !s.contains(&e.namespace))
@@ -522,7 +563,7 @@ impl Store {
         }
         if let Some(needle) = &f.payload_contains {
             *spent += PAYLOAD_COST;
-            let Some(p) = self.payload(e.id)? else {
+            let Some(p) = self.payload_of(stored)? else {
                 return Ok(false);
             };
             if !contains(&p.body, needle) {

@@ -82,15 +82,26 @@ pub fn reopen(path: &std::path::Path) -> Store {
     }
 }
 
-/// Every member of every entry of an index tree: `idx_status` (a status byte before each id),
-/// or, `named`, `idx_source` and `idx_endpoint` (`namespace \0 name \0`).
-pub fn index_members(tree: &Tree, width: groups::Width, named: bool) -> Vec<groups::Member> {
+/// What comes before the member ids in an index tree's keys.
+#[derive(Clone, Copy)]
+pub enum KeyPrefix {
+    /// Nothing (`idx_payload`).
+    None,
+    /// A status byte (`idx_status`).
+    Status,
+    /// `namespace \0 name \0` (`idx_source`, `idx_endpoint`).
+    Named,
+}
+
+/// Every member of every entry of an index tree.
+pub fn index_members(tree: &Tree, width: groups::Width, prefix: KeyPrefix) -> Vec<groups::Member> {
     let mut out = Vec::new();
     for item in tree.iter() {
         let (k, v) = item.expect("read");
-        let skip = match named {
-            false => 1,
-            true => k
+        let skip = match prefix {
+            KeyPrefix::None => 0,
+            KeyPrefix::Status => 1,
+            KeyPrefix::Named => k
                 .iter()
                 .enumerate()
                 .filter(|(_, b)| **b == 0)

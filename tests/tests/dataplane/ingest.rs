@@ -776,6 +776,10 @@ fn check_whole(data: &Path, accepted: &[EventId]) {
         let e = e.unwrap_or_else(|| panic!("{id} acknowledged, then lost"));
         // `from`/`to` listings filter by id time; received_at must be that same instant.
         assert_eq!(e.received_at, id.timestamp_ms(), "{id}");
+        assert!(
+            store.payload(*id).unwrap().is_some(),
+            "{id} without its payload"
+        );
     }
     drop(store);
     let db = sled::open(data.join("sled")).unwrap();
@@ -805,10 +809,16 @@ fn check_whole(data: &Path, accepted: &[EventId]) {
     };
     let events = ids("events", 0);
     assert!(events.len() >= accepted.len());
+    // Each payload is stored with its record, and each such event is named by its group's
+    // entry for the payload retention sweep.
+    assert!(
+        ids("payloads", 0).is_empty(),
+        "a payload outside its record"
+    );
     assert_eq!(
-        ids("payloads", 0),
+        indexed("idx_payload", 0),
         events,
-        "payloads without events, or the reverse"
+        "payload index entries without events, or the reverse"
     );
     assert_eq!(indexed("idx_source", b"shop\0open\0".len()), events);
     assert_eq!(indexed("idx_status", 1), events);

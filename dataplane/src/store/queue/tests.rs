@@ -188,7 +188,7 @@ fn in_flight_records_of_a_layout_1_store_are_due_at_its_first_open() {
     assert!(d.next_attempt_at.is_some_and(|at| at < lease_end));
     assert_eq!(
         store.trees().meta.get(b"layout").expect("read").as_deref(),
-        Some(&[2u8][..])
+        Some(&[super::super::LAYOUT][..])
     );
 }
 
