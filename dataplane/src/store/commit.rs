@@ -17,6 +17,7 @@
 //! event it cannot read yet.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::thread;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{self, get, put};
 use super::errors::StoreError;
 use super::event_value;
+use super::fresh::Fresh;
 use super::groups::{self, Member, Width};
 use super::handle::{Signals, Store, Trees};
 use super::keys::*;
@@ -87,11 +89,11 @@ impl Store {
 }
 
 impl Committer {
-    pub fn start(db: sled::Db, trees: Trees, signals: Signals) -> Self {
+    pub fn start(db: sled::Db, trees: Trees, signals: Signals, fresh: Arc<Fresh>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let spawned = thread::Builder::new()
             .name("hookmesh-commit".into())
-            .spawn(move || run(db, trees, signals, rx));
+            .spawn(move || run(db, trees, signals, &fresh, rx));
         let thread = match spawned {
             Ok(t) => Some(t),
             Err(e) => {
@@ -116,7 +118,7 @@ impl Committer {
     }
 }
 
-fn run(db: sled::Db, trees: Trees, signals: Signals, mut rx: mpsc::Receiver<Job>) {
+fn run(db: sled::Db, trees: Trees, signals: Signals, fresh: &Fresh, mut rx: mpsc::Receiver<Job>) {
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -135,7 +137,7 @@ fn run(db: sled::Db, trees: Trees, signals: Signals, mut rx: mpsc::Receiver<Job>
             continue;
         }
         let news: Vec<&NewEvent> = group.iter().map(|j| &j.new).collect();
-        let result = write_group(&trees, &news).and_then(|outcomes| {
+        let result = write_group(&trees, fresh, &news).and_then(|outcomes| {
             db.flush()?;
             Ok(outcomes)
         });
@@ -274,7 +276,11 @@ struct Prepared<'a> {
     outcome: usize,
 }
 
-fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, StoreError> {
+fn write_group(
+    t: &Trees,
+    fresh: &Fresh,
+    news: &[&NewEvent],
+) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(news.len());
     let mut prepared = Vec::with_capacity(news.len());
     // Keys claimed earlier in this same group (the tree does not show them yet), each with
@@ -372,12 +378,15 @@ fn write_group(t: &Trees, news: &[&NewEvent]) -> Result<Vec<IngestOutcome>, Stor
     for p in &prepared {
         t.events.insert(p.key, p.event.as_slice())?;
     }
-    for p in &prepared {
-        for d in &p.new.deliveries {
-            if let Some(at) = d.next_attempt_at {
-                t.due.insert(due_key(at, d.id), &[])?;
-            }
-        }
+    // Due entries last, in memory while there is room (see `fresh`): the pending keys above
+    // are their durable trace.
+    let due: Vec<(Millis, DeliveryId)> = prepared
+        .iter()
+        .flat_map(|p| p.new.deliveries.iter())
+        .filter_map(|d| d.next_attempt_at.map(|at| (at, d.id)))
+        .collect();
+    for (at, id) in fresh.add(due) {
+        t.due.insert(due_key(at, id), &[])?;
     }
     Ok(outcomes)
 }
@@ -563,7 +572,8 @@ mod tests {
         let first = new_event("github", 2, Some("k1"), 10);
         let second = new_event("github", 2, Some("k2"), 10);
         let t = store.trees();
-        write_group(t, &[&first, &second]).expect("write");
+        // A throwaway for the due entries: the crash this stands for loses what memory held.
+        write_group(t, &Fresh::default(), &[&first, &second]).expect("write");
         let intent = t
             .meta
             .get(INTENT_KEY)
@@ -640,10 +650,9 @@ mod tests {
             && store.deliveries_of(id).expect("read").len() == e.deliveries.len()
             && e.deliveries.iter().all(|d| {
                 store
-                    .trees()
-                    .due
-                    .contains_key(due_key(10, d.id))
+                    .due_after(10, None, 100)
                     .expect("read")
+                    .contains(&(10, d.id))
                     && listed(EventFilter {
                         endpoint: Some(d.endpoint.clone()),
                         ..Default::default()
@@ -755,7 +764,7 @@ mod tests {
         let a = new_event("github", 1, Some("same"), 10);
         let b = new_event("github", 1, Some("same"), 10);
         let c = new_event("stripe", 1, Some("same"), 10);
-        let out = write_group(store.trees(), &[&a, &b, &c]).expect("write");
+        let out = write_group(store.trees(), &store.inner.fresh, &[&a, &b, &c]).expect("write");
         assert_eq!(
             out,
             vec![
@@ -777,10 +786,10 @@ mod tests {
         let (_dir, store) = open();
         let t = store.trees();
         let first = new_event("github", 1, Some("k"), 10);
-        write_group(t, &[&first]).expect("write");
+        write_group(t, &store.inner.fresh, &[&first]).expect("write");
         let again = new_event("github", 1, Some("k"), 10);
         let other = new_event("github", 1, Some("other"), 10);
-        let out = write_group(t, &[&again, &other]).expect("write");
+        let out = write_group(t, &store.inner.fresh, &[&again, &other]).expect("write");
         assert_eq!(
             out,
             vec![
@@ -809,10 +818,10 @@ mod tests {
         let (_dir, store) = open();
         let t = store.trees();
         let stored = new_event("github", 1, Some("k"), 10);
-        write_group(t, &[&stored]).expect("write");
+        write_group(t, &store.inner.fresh, &[&stored]).expect("write");
         let a = new_event("github", 1, Some("k"), 10);
         let b = new_event("github", 1, Some("k"), 10);
-        let out = write_group(t, &[&a, &b]).expect("write");
+        let out = write_group(t, &store.inner.fresh, &[&a, &b]).expect("write");
         assert_eq!(
             out,
             vec![
@@ -829,10 +838,10 @@ mod tests {
         let (_dir, store) = open();
         let t = store.trees();
         let first = new_event("github", 0, Some("k"), 10);
-        write_group(t, &[&first]).expect("write");
+        write_group(t, &store.inner.fresh, &[&first]).expect("write");
         // `new_event` claims for 60 s.
         let later = new_event("github", 0, Some("k"), 10 + 60_001);
-        let out = write_group(t, &[&later]).expect("write");
+        let out = write_group(t, &store.inner.fresh, &[&later]).expect("write");
         assert_eq!(out, vec![IngestOutcome::Stored(later.event.id)]);
         let held = t
             .idempotency

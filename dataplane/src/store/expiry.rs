@@ -29,7 +29,7 @@ impl Store {
         for did in &e.delivery_ids {
             if let Some(d) = self.stored_delivery(*did)? {
                 if let Some(at) = d.next_attempt_at {
-                    t.due.remove(due_key(at, *did))?;
+                    self.drop_due(at, *did)?;
                 }
                 t.idx_endpoint.remove(endpoint_key(&d))?;
             }

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::claims::Claims;
 use super::commit::Committer;
 use super::errors::StoreError;
+use super::fresh::Fresh;
 use super::locks::{EventLocks, Held};
 use super::model::{now_ms, EventId, Millis};
 
@@ -87,6 +88,8 @@ pub(super) struct Inner {
     pub trees: Trees,
     pub locks: EventLocks,
     pub claims: Claims,
+    /// Due entries of deliveries ingest just wrote (see `fresh`).
+    pub fresh: Arc<Fresh>,
     pub signals: Signals,
     pub committer: Committer,
 }

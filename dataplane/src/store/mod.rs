@@ -8,6 +8,7 @@
 //! - `commit`: ingest, by group commit, and the repair of a group a crash cut short;
 //! - `queue`: the delivery queue (claim, finish, requeue, replay, recovery at open);
 //! - `claims`: which deliveries have an attempt running, in memory;
+//! - `fresh`: the due entries of deliveries ingest just wrote, in memory;
 //! - `reads`: single records and the REST listings;
 //! - `expiry`: deletion on request and the retention sweeps;
 //! - `handoff`: export and import of whole events, for a pod handing its queue to a peer;
@@ -26,6 +27,7 @@ mod commit;
 mod errors;
 mod event_value;
 mod expiry;
+mod fresh;
 mod groups;
 mod handle;
 mod handoff;
@@ -112,17 +114,21 @@ impl Store {
         let layout = stored_layout(&trees.meta)?;
         commit::recover_last_group(&trees)?;
         let signals = Signals::default();
-        let committer = commit::Committer::start(db.clone(), trees.clone(), signals.clone());
+        let fresh = Arc::new(fresh::Fresh::default());
+        let committer =
+            commit::Committer::start(db.clone(), trees.clone(), signals.clone(), fresh.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 db,
                 trees,
                 locks: locks::EventLocks::new(),
                 claims: claims::Claims::default(),
+                fresh,
                 signals,
                 committer,
             }),
         };
+        store.rebuild_fresh()?;
         store.recover_in_flight(now_ms(), layout < 2)?;
         if layout < LAYOUT {
             // Only once what the older layout left is converted: a crash before this opens it

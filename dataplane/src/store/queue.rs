@@ -66,7 +66,12 @@ impl Store {
             }
             None => self.trees().due.range(..=end),
         };
-        let mut out = Vec::with_capacity(limit.min(1024));
+        let claims = &self.inner.claims;
+        let mut out = self
+            .inner
+            .fresh
+            .due(now, after, limit, |id| claims.held(id, now));
+        let mut from_tree = 0;
         for item in range {
             let (k, _) = item?;
             let Some(entry) = parse_due_key(&k) else {
@@ -76,20 +81,25 @@ impl Store {
                 continue;
             }
             out.push(entry);
-            if out.len() >= limit {
+            from_tree += 1;
+            if from_tree >= limit {
                 break;
             }
         }
+        // Both are in order; together, the first `limit`.
+        out.sort_unstable();
+        out.truncate(limit);
         Ok(out)
     }
 
     /// The earliest due time strictly after `now`, if any.
     pub fn next_due_after(&self, now: Millis) -> Result<Option<Millis>, StoreError> {
         let start = due_key(now.saturating_add(1), DeliveryId(ulid::Ulid(0)));
-        match self.trees().due.range(start..).next() {
-            Some(item) => Ok(parse_due_key(&item?.0).map(|(at, _)| at)),
-            None => Ok(None),
-        }
+        let in_tree = match self.trees().due.range(start..).next() {
+            Some(item) => parse_due_key(&item?.0).map(|(at, _)| at),
+            None => None,
+        };
+        Ok(earliest(in_tree, self.inner.fresh.next_after(now)))
     }
 
     /// Take a due delivery for an attempt until `lease_until` (see `claims`: nothing is
@@ -111,7 +121,7 @@ impl Store {
             // Deleted, finished, or moved since this entry was written: the entry is stale.
             // Bound, not dropped, so the event stays locked while the entry goes.
             _stale => {
-                t.due.remove(due_key(due_at, id))?;
+                self.drop_due(due_at, id)?;
                 return Ok(None);
             }
         };
@@ -184,12 +194,13 @@ impl Store {
 
     /// Earliest due time in the queue, if any.
     pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        Ok(self
+        let in_tree = self
             .trees()
             .due
             .first()?
             .and_then(|(k, _)| parse_due_key(&k))
-            .map(|(at, _)| at))
+            .map(|(at, _)| at);
+        Ok(earliest(in_tree, self.inner.fresh.first()))
     }
 
     /// Record an attempt and its outcome; roll the event's status up. Returns the delivery.
@@ -386,6 +397,57 @@ impl Store {
         Ok(recovered)
     }
 
+    /// Remove a due entry, wherever it is held.
+    pub(super) fn drop_due(&self, at: Millis, id: DeliveryId) -> Result<(), StoreError> {
+        if !self.inner.fresh.remove(at, id) {
+            self.trees().due.remove(due_key(at, id))?;
+        }
+        Ok(())
+    }
+
+    /// At open: every delivery of a pending event that is due and has no entry in the tree
+    /// had one in memory (see `fresh`) when the last process stopped. Returns how many.
+    pub(super) fn rebuild_fresh(&self) -> Result<usize, StoreError> {
+        let t = self.trees();
+        let mut found = Vec::new();
+        for key in t
+            .idx_status
+            .scan_prefix([EventStatus::Pending.code()])
+            .keys()
+        {
+            let key = key?;
+            // Pending is a key per event (see `groups`).
+            let Some(event) = key.get(1..).and_then(EventId::from_key) else {
+                continue;
+            };
+            let Some(e) = self.event(event)? else {
+                continue;
+            };
+            for id in e.delivery_ids {
+                let Some(d) = self.stored_delivery(id)? else {
+                    continue;
+                };
+                if let (false, Some(at)) = (d.status.is_final(), d.next_attempt_at) {
+                    if !self.inner.fresh.contains(at, id) && !t.due.contains_key(due_key(at, id))? {
+                        found.push((at, id));
+                    }
+                }
+            }
+        }
+        let n = found.len();
+        for (at, id) in self.inner.fresh.add(found) {
+            t.due.insert(due_key(at, id), &[])?;
+        }
+        if n > 0 {
+            tracing::info!(
+                deliveries = n,
+                "due again: deliveries whose due entry was held in memory at the last stop"
+            );
+            self.signals().due.notify_one();
+        }
+        Ok(n)
+    }
+
     /// A delivery with its event's lock held, read under that lock (a writer may have changed it
     /// between the first read, which finds the event, and the lock).
     pub(super) fn lock_delivery(
@@ -420,7 +482,7 @@ impl Store {
         d.next_attempt_at = next;
         put(&t.deliveries, &d.id.to_key(), d)?;
         if let Some(at) = old.filter(|at| Some(*at) != next) {
-            t.due.remove(due_key(at, d.id))?;
+            self.drop_due(at, d.id)?;
         }
         if let Some(at) = next {
             self.signals().made_due(at);
@@ -474,6 +536,13 @@ impl Store {
             t.idx_status.remove(status_key(old, event))?;
         }
         Ok(())
+    }
+}
+
+fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -414,7 +414,7 @@ impl Store {
 
     /// Number of entries in the due queue (metrics).
     pub fn queue_depth(&self) -> usize {
-        self.trees().due.len()
+        self.trees().due.len() + self.inner.fresh.len()
     }
 
     /// One page of events matching `f`, newest first, below `before` (the previous page's

@@ -259,3 +259,64 @@ fn pull_forward_moves_only_waiting_deliveries() {
         .collect();
     assert_eq!(due, vec![ids[0], ids[1]]);
 }
+
+/// Ingest holds fresh due entries in memory only; a process that stops (or crashes) loses
+/// them, and the next open finds them again from the pending index and the records. What was
+/// delivered, or is due later from the tree, is not made due again.
+#[test]
+fn due_entries_held_in_memory_are_found_again_at_the_next_open() {
+    let (dir, store) = open();
+    let waiting = new_event("github", 2, None, 10);
+    let done = new_event("github", 1, None, 10);
+    let (waiting_ids, done_id) = (waiting.event.delivery_ids.clone(), done.deliveries[0].id);
+    ingest(&store, waiting);
+    ingest(&store, done);
+    assert!(
+        keys(&store.trees().due).is_empty(),
+        "fresh entries are not written"
+    );
+    assert_eq!(store.queue_depth(), 3);
+    store
+        .claim_attempt(10, done_id, 1_000)
+        .expect("claim")
+        .expect("due");
+    store
+        .finish(done_id, attempt(1), Finish::Success)
+        .expect("finish");
+    // One of the waiting two moves to the tree (a retry, due later).
+    store
+        .claim_attempt(10, waiting_ids[1], 1_000)
+        .expect("claim")
+        .expect("due");
+    store
+        .finish(waiting_ids[1], attempt(1), Finish::Retry { at: 500 })
+        .expect("finish");
+    assert_eq!(keys(&store.trees().due), vec![due_key(500, waiting_ids[1])]);
+    drop(store);
+
+    let store = reopen(&dir.path().join("sled"));
+    assert_eq!(
+        store.due_after(10, None, 10).expect("due"),
+        vec![(10, waiting_ids[0])]
+    );
+    assert_eq!(
+        store.due_after(1_000, None, 10).expect("due"),
+        vec![(10, waiting_ids[0]), (500, waiting_ids[1])]
+    );
+    assert_eq!(store.queue_depth(), 2);
+    assert_eq!(store.rebuild_fresh().expect("rebuild"), 0, "nothing twice");
+}
+
+/// Past the cap, ingest writes due entries to the tree as before.
+#[test]
+fn past_the_cap_due_entries_go_to_the_tree() {
+    let (_dir, store) = open();
+    let filler: Vec<(Millis, DeliveryId)> = (0..super::super::fresh::CAP as u128)
+        .map(|n| (5, DeliveryId(ulid::Ulid(n + 1))))
+        .collect();
+    assert!(store.inner.fresh.add(filler).is_empty());
+    let new = new_event("github", 1, None, 10);
+    let id = new.deliveries[0].id;
+    ingest(&store, new);
+    assert_eq!(keys(&store.trees().due), vec![due_key(10, id)]);
+}
