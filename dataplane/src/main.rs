@@ -16,7 +16,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A log that cannot be written (stdout on a full disk) must not take a request down with
+    // it: by default the subscriber reports such a failure with eprintln!, which panics when
+    // stderr is on the same full disk, and the panic drops the connection mid-request.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     if cli.log_format == "json" {
         builder.json().init();
     } else {
