@@ -33,7 +33,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use crate::config::{Live, LiveConfig};
 use crate::metrics::Metrics;
-use crate::store::{now_ms, DeliveryId, Millis, Store};
+use crate::store::{earliest, now_ms, DeliveryId, Millis, Store};
 use attempt::{Health, Outcome};
 use breaker::{Admit, Breaker};
 use client::HttpClient;
@@ -576,26 +576,5 @@ impl Scheduler {
             }
         }
         tracing::info!("delivery engine stopped");
-    }
-}
-
-fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn earliest_of_optional_times() {
-        assert_eq!(earliest(None, None), None);
-        assert_eq!(earliest(Some(3), None), Some(3));
-        assert_eq!(earliest(None, Some(4)), Some(4));
-        assert_eq!(earliest(Some(5), Some(4)), Some(4));
     }
 }

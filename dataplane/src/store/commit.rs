@@ -8,9 +8,9 @@
 //! also the duplicate check), deliveries, group index entries, pending keys, events (each the
 //! record with its payload, see `event_value`), due entries. sled recovers a prefix of its log,
 //! so after a crash the last group is in one of two states per event: its event record is there
-//! (and everything before it), or it is not (and nothing after it). [`recover_last_group`] finishes the first kind (due entries) and
-//! removes the leftovers of the second, its claim included, so
-//! an event is either wholly stored or absent. None of these were acknowledged: the 202 waits
+//! (and everything before it), or it is not (and nothing after it). [`recover_last_group`]
+//! finishes the first kind (due entries) and removes the leftovers of the second, its claim
+//! included, so an event is either wholly stored or absent. None of these were acknowledged: the 202 waits
 //! for the flush that follows the whole group.
 //!
 //! Due entries come after event records so the delivery engine never claims a delivery whose

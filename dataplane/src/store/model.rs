@@ -18,6 +18,15 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// The earlier of two optional times (`None` is no time, not the earliest).
+pub fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// The node (data-plane pod) this process is: bits 64..80 of every id it creates, the top of
 /// a ULID's random part. Any pod can tell from an id alone which pod created it.
 static NODE: AtomicU16 = AtomicU16::new(0);
@@ -331,6 +340,14 @@ pub fn rollup(statuses: &[DeliveryStatus]) -> EventStatus {
 mod tests {
     use super::*;
     use DeliveryStatus::*;
+
+    #[test]
+    fn earliest_of_optional_times() {
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest(Some(3), None), Some(3));
+        assert_eq!(earliest(None, Some(4)), Some(4));
+        assert_eq!(earliest(Some(5), Some(4)), Some(4));
+    }
 
     #[test]
     fn a_delivery_is_created_at_its_id_time() {

@@ -410,16 +410,7 @@ impl Store {
     pub(super) fn rebuild_fresh(&self) -> Result<usize, StoreError> {
         let t = self.trees();
         let mut found = Vec::new();
-        for key in t
-            .idx_status
-            .scan_prefix([EventStatus::Pending.code()])
-            .keys()
-        {
-            let key = key?;
-            // Pending is a key per event (see `groups`).
-            let Some(event) = key.get(1..).and_then(EventId::from_key) else {
-                continue;
-            };
+        for event in self.unfinished_events(usize::MAX)? {
             let Some(e) = self.event(event)? else {
                 continue;
             };
@@ -536,13 +527,6 @@ impl Store {
             t.idx_status.remove(status_key(old, event))?;
         }
         Ok(())
-    }
-}
-
-fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

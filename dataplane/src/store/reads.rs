@@ -432,7 +432,6 @@ impl Store {
                 next: None,
             });
         };
-        let t = self.trees();
         let stream = self.event_stream(f, bounds)?;
         let mut items: Vec<EventRecord> = Vec::new();
         let mut spent = 0usize;
@@ -447,12 +446,7 @@ impl Store {
                 });
             }
             spent += 1;
-            let Some(stored) = t
-                .events
-                .get(id.to_key())?
-                .map(StoredEvent::decode)
-                .transpose()?
-            else {
+            let Some(stored) = self.stored_event(id)? else {
                 continue;
             };
             if !self.event_matches(f, &stored, &mut spent)? {
