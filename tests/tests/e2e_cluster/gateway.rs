@@ -50,10 +50,6 @@ pub struct Install {
 }
 
 impl Install {
-    pub async fn new(env: &Env, cluster: &Cluster, ns: &str) -> anyhow::Result<Install> {
-        Self::with_values(env, cluster, ns, &[], None).await
-    }
-
     /// The chart rendered with extra `helm template` arguments; `webhook_port` is the port the
     /// operator's webhook listens on when those values point the API server at loopback.
     pub async fn with_values(
@@ -318,9 +314,26 @@ where
     F: FnOnce(Arc<Install>, String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
+    with_install_values(env, cluster, |_| Vec::new(), f).await
+}
+
+/// [`with_install`] with extra `helm template` arguments, made from the objects' namespace.
+pub async fn with_install_values<T, V, F, Fut>(
+    env: &Env,
+    cluster: &Cluster,
+    values: V,
+    f: F,
+) -> anyhow::Result<T>
+where
+    V: FnOnce(&str) -> Vec<String>,
+    F: FnOnce(Arc<Install>, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
     in_namespace(cluster, "system", |rns| async move {
         in_namespace(cluster, "apps", |ns| async move {
-            let install = Arc::new(Install::new(env, cluster, &rns).await?);
+            let values = values(&ns);
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            let install = Arc::new(Install::with_values(env, cluster, &rns, &values, None).await?);
             let result = f(install.clone(), ns).await;
             if let Err(e) = install.rendered.delete(env) {
                 eprintln!("cleanup: {e:#}");

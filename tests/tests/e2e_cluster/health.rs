@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context as _};
 use serde_json::{json, Value};
 
-use super::checks::{in_namespace, setup};
+use super::checks::setup;
 use super::env::Env;
-use super::gateway::{apply_github_chain, send_push, wait_live, Install};
+use super::gateway::{apply_github_chain, send_push, wait_live, with_install_values, Install};
 use super::kube_util::{Cluster, ObjRef};
 use super::procs::block_on;
 use hookmesh_tests::receiver::{Receiver, Reply};
@@ -34,16 +34,9 @@ const VALUES: &[&str] = &[
 pub fn receiver_health(env: &Env) -> anyhow::Result<()> {
     block_on(async {
         let cluster = &setup(env).await?;
-        in_namespace(cluster, "system", |rns| async move {
-            in_namespace(cluster, "apps", |ns| async move {
-                let install = Install::with_values(env, cluster, &rns, VALUES, None).await?;
-                let result = scenario(env, cluster, &install, &ns).await;
-                if let Err(e) = install.rendered.delete(env) {
-                    eprintln!("cleanup: {e:#}");
-                }
-                result
-            })
-            .await
+        let values = |_: &str| VALUES.iter().map(|v| v.to_string()).collect();
+        with_install_values(env, cluster, values, |install, ns| async move {
+            scenario(env, cluster, &install, &ns).await
         })
         .await
     })

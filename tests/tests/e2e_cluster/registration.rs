@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{ensure, Context as _};
 use serde_json::{json, Value};
 
-use super::checks::{in_namespace, setup};
+use super::checks::setup;
 use super::env::Env;
-use super::gateway::{operator_role, verify_standard_webhooks, wait_live, Install};
+use super::gateway::{
+    operator_role, verify_standard_webhooks, wait_live, with_install_values, Install,
+};
 use super::kube_util::{Cluster, ObjRef};
 use super::procs::block_on;
 use hookmesh_tests::receiver::Receiver;
@@ -22,18 +24,14 @@ const KEY: &str = "e2e-registration-write-key-0123456789";
 pub fn registration(env: &Env) -> anyhow::Result<()> {
     block_on(async {
         let cluster = &setup(env).await?;
-        in_namespace(cluster, "system", |rns| async move {
-            in_namespace(cluster, "apps", |ns| async move {
-                let value = format!("dataplane.registration.namespaces={{{ns}}}");
-                let install =
-                    Install::with_values(env, cluster, &rns, &["--set", &value], None).await?;
-                let result = scenario(cluster, &install, &ns).await;
-                if let Err(e) = install.rendered.delete(env) {
-                    eprintln!("cleanup: {e:#}");
-                }
-                result
-            })
-            .await
+        let values = |ns: &str| {
+            vec![
+                "--set".into(),
+                format!("dataplane.registration.namespaces={{{ns}}}"),
+            ]
+        };
+        with_install_values(env, cluster, values, |install, ns| async move {
+            scenario(cluster, &install, &ns).await
         })
         .await
     })
