@@ -5,7 +5,7 @@
 //! Atomicity without a transaction: before a group's records, the writer records the group's
 //! intent (which events, their deliveries, index keys and idempotency claims) under one key.
 //! Then each tree is written in turn: idempotency claims (each a compare-and-swap, which is
-//! also the duplicate check), deliveries, group index entries, pending keys, events (each the
+//! also the duplicate check), deliveries, group index entries, events (each the
 //! record with its payload, see `event_value`), due entries. sled recovers a prefix of its log,
 //! so after a crash the last group is in one of two states per event: its event record is there
 //! (and everything before it), or it is not (and nothing after it). [`recover_last_group`]
@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::thread;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +30,7 @@ use super::groups::{self, Member, Width};
 use super::handle::{Signals, Store, Trees};
 use super::keys::*;
 use super::model::*;
+use super::worker::Worker;
 
 /// Most ingests written by one group and one flush.
 const MAX_GROUP: usize = 512;
@@ -65,21 +65,7 @@ struct Job {
     reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
 }
 
-pub(super) struct Committer {
-    tx: Option<mpsc::Sender<Job>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Drop for Committer {
-    /// Close the queue and wait for the thread, so that when a `Store` is dropped the sled
-    /// database (and its file lock) is released before anyone reopens it.
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub(super) struct Committer(Worker<mpsc::Sender<Job>>);
 
 impl Store {
     /// Store a new event with its payload and deliveries; resolves after the fsync.
@@ -91,26 +77,17 @@ impl Store {
 impl Committer {
     pub fn start(db: sled::Db, trees: Trees, signals: Signals, fresh: Arc<Fresh>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let spawned = thread::Builder::new()
-            .name("hookmesh-commit".into())
-            .spawn(move || run(db, trees, signals, &fresh, rx));
-        let thread = match spawned {
-            Ok(t) => Some(t),
-            Err(e) => {
-                // Without the thread every submit answers Closed; say why once.
-                tracing::error!(error = %e, "cannot start the commit thread");
-                None
-            }
-        };
-        Committer {
-            tx: Some(tx),
-            thread,
-        }
+        Committer(Worker::spawn(
+            "hookmesh-commit",
+            "every ingest answers that the store is closed",
+            tx,
+            move || run(db, trees, signals, &fresh, rx),
+        ))
     }
 
     pub async fn submit(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        let tx = self.0.sender().ok_or(StoreError::Closed)?;
         tx.send(Job { new, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
@@ -215,8 +192,8 @@ fn index_tree(t: &Trees, which: IndexTree) -> &sled::Tree {
     }
 }
 
-/// Every group index entry of one group, by tree: per source, per endpoint, per status fixed
-/// at ingest (all but pending), and the events whose payload their record carries.
+/// Every group index entry of one group, by tree: per source, per endpoint, per status (pending
+/// too, kept short by `compact`), and the events whose payload their record carries.
 fn index_entries(prepared: &[Prepared<'_>]) -> Vec<(IndexTree, Vec<groups::Entry>)> {
     let mut by: BTreeMap<(IndexTree, Vec<u8>), Vec<Member>> = BTreeMap::new();
     for p in prepared {
@@ -225,11 +202,9 @@ fn index_entries(prepared: &[Prepared<'_>]) -> Vec<(IndexTree, Vec<groups::Entry
         by.entry((IndexTree::Source, name_prefix(&e.namespace, &e.source)))
             .or_default()
             .push((id, id));
-        if e.status != EventStatus::Pending {
-            by.entry((IndexTree::Status, vec![e.status.code()]))
-                .or_default()
-                .push((id, id));
-        }
+        by.entry((IndexTree::Status, vec![e.status.code()]))
+            .or_default()
+            .push((id, id));
         if p.inline_payload {
             by.entry((IndexTree::Payload, Vec::new()))
                 .or_default()
@@ -276,7 +251,7 @@ struct Prepared<'a> {
     outcome: usize,
 }
 
-fn write_group(
+pub(super) fn write_group(
     t: &Trees,
     fresh: &Fresh,
     news: &[&NewEvent],
@@ -369,16 +344,9 @@ fn write_group(
         }
     }
     for p in &prepared {
-        // Pending changes for nearly every event, so it keeps a key per event (see `groups`).
-        if p.new.event.status == EventStatus::Pending {
-            t.idx_status
-                .insert(status_key(p.new.event.status, p.new.event.id), &[])?;
-        }
-    }
-    for p in &prepared {
         t.events.insert(p.key, p.event.as_slice())?;
     }
-    // Due entries last, in memory while there is room (see `fresh`): the pending keys above
+    // Due entries last, in memory while there is room (see `fresh`): the pending entries above
     // are their durable trace.
     let due: Vec<(Millis, DeliveryId)> = prepared
         .iter()
@@ -546,17 +514,16 @@ mod tests {
     use super::super::testing::{index_members, keys, new_event, open, reopen, KeyPrefix};
     use super::*;
 
-    /// The trees in the order `write_group` writes them after the intent (the group entries of
-    /// `idx_source`, `idx_endpoint` and `idx_payload`, then the pending keys of `idx_status`);
-    /// within a tree it writes in key order.
+    /// The trees in the order `write_group` writes them after the intent (the group entries
+    /// in `IndexTree` order); within a tree it writes in key order.
     fn tree_order(t: &Trees) -> [&sled::Tree; 8] {
         [
             &t.idempotency,
             &t.deliveries,
             &t.idx_source,
+            &t.idx_status,
             &t.idx_endpoint,
             &t.idx_payload,
-            &t.idx_status,
             &t.events,
             &t.due,
         ]

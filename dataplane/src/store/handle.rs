@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use super::claims::Claims;
 use super::commit::Committer;
+use super::compact::Compactor;
 use super::errors::StoreError;
 use super::fresh::Fresh;
 use super::locks::{EventLocks, Held};
@@ -31,7 +32,8 @@ pub(crate) struct Trees {
     pub idempotency: Tree,
     /// namespace \0 source \0 event id -> ()
     pub idx_source: Tree,
-    /// status code + event id -> ()
+    /// status code + event id -> (), and group entries (see `groups`; the pending ones kept
+    /// short by `compact`)
     pub idx_status: Tree,
     /// namespace \0 endpoint \0 delivery id -> event id
     pub idx_endpoint: Tree,
@@ -92,6 +94,8 @@ pub(super) struct Inner {
     pub fresh: Arc<Fresh>,
     pub signals: Signals,
     pub committer: Committer,
+    /// Takes finished events out of the pending index's group entries (see `compact`).
+    pub compactor: Compactor,
 }
 
 impl Store {

@@ -3,11 +3,14 @@
 //! copies. Between the peer's import and the local delete both pods hold the event, so a crash
 //! there can deliver it twice, never lose it (the at-least-once promise of the queue).
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::codec::put;
 use super::commit::{IngestOutcome, NewEvent};
 use super::errors::StoreError;
+use super::groups::{self, Width};
 use super::handle::Store;
 use super::keys::*;
 use super::model::*;
@@ -25,28 +28,59 @@ impl Store {
     /// Ids of events that still have deliveries to make (status `pending`), oldest first, at
     /// most `n`.
     pub fn unfinished_events(&self, n: usize) -> Result<Vec<EventId>, StoreError> {
-        let prefix = [EventStatus::Pending.code()];
-        self.trees()
-            .idx_status
-            .scan_prefix(prefix)
-            .keys()
-            .take(n)
-            .map(|k| {
-                let k = k?;
-                EventId::from_key(&k[1..])
-                    .ok_or_else(|| StoreError::Codec("malformed idx_status key".into()))
-            })
-            .collect()
+        let mut out = Vec::new();
+        if n == 0 {
+            return Ok(out);
+        }
+        self.each_pending(|id| {
+            out.push(id);
+            out.len() < n
+        })?;
+        Ok(out)
     }
 
-    /// How many events still have deliveries to make (counted on the index, nothing decoded).
+    /// How many events still have deliveries to make.
     pub fn unfinished_count(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        self.each_pending(|_| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// Every pending event in index order (oldest first, give or take a group's span), each
+    /// checked against its record: the pending index holds finished members until the
+    /// compactor takes them out (see `compact`). Stops when `f` says so.
+    fn each_pending(&self, mut f: impl FnMut(EventId) -> bool) -> Result<(), StoreError> {
         let prefix = [EventStatus::Pending.code()];
-        self.trees()
-            .idx_status
-            .scan_prefix(prefix)
-            .keys()
-            .try_fold(0, |n, k| k.map(|_| n + 1).map_err(StoreError::from))
+        // An event pending again after it finished has a key of its own besides its group's
+        // entry; the key sorts before any entry holding it (entries are keyed by their largest
+        // member, with a byte more), so it is seen first.
+        let mut own_keys = HashSet::new();
+        for item in self.trees().idx_status.scan_prefix(prefix) {
+            let (k, v) = item?;
+            let tail = &k[prefix.len()..];
+            let members = groups::members(tail, &v, Width::Id)
+                .ok_or_else(|| StoreError::Codec("malformed idx_status entry".into()))?;
+            let own = tail.len() == 16;
+            for (id, _) in members {
+                if own {
+                    own_keys.insert(id);
+                } else if own_keys.contains(&id) {
+                    continue;
+                }
+                let id = EventId(ulid::Ulid(id));
+                if self
+                    .event(id)?
+                    .is_some_and(|e| e.status == EventStatus::Pending)
+                    && !f(id)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The event with its payload, deliveries and attempts; `None` when there is no such event.

@@ -6,6 +6,7 @@
 //! - `groups`: the index entries ingest writes once per commit group;
 //! - `handle`: the trees, the per-event `locks`, and the signals every writer shares;
 //! - `commit`: ingest, by group commit, and the repair of a group a crash cut short;
+//! - `compact`: the pending index's group entries, rid of the events that finished;
 //! - `queue`: the delivery queue (claim, finish, requeue, replay, recovery at open);
 //! - `claims`: which deliveries have an attempt running, in memory;
 //! - `fresh`: the due entries of deliveries ingest just wrote, in memory;
@@ -24,6 +25,7 @@
 mod claims;
 mod codec;
 mod commit;
+mod compact;
 mod errors;
 mod event_value;
 mod expiry;
@@ -39,6 +41,7 @@ mod queue;
 mod reads;
 #[cfg(test)]
 mod testing;
+mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -59,9 +62,11 @@ use handle::{Inner, Signals, Trees};
 /// entry per commit group (`groups`), and claims held in memory (`claims`).
 /// 3: the payload in the event's own value, after the record (`event_value`), with a group
 /// entry per commit group for the payload retention sweep (`idx_payload`).
+/// 4: pending events as group entries too, compacted as they finish (`compact`), where a key
+/// per event was written at ingest and removed at the finish.
 /// Each layout reads what the older ones wrote (layout-1 keys as groups of one, records without
 /// a payload by the `payloads` tree), so an older store opens as it is.
-pub const LAYOUT: u8 = 3;
+pub const LAYOUT: u8 = 4;
 const LAYOUT_KEY: &[u8] = b"layout";
 
 /// The layout a store was written in; a store of a newer one is refused. A store that does not
@@ -117,6 +122,7 @@ impl Store {
         let fresh = Arc::new(fresh::Fresh::default());
         let committer =
             commit::Committer::start(db.clone(), trees.clone(), signals.clone(), fresh.clone());
+        let compactor = compact::Compactor::start(trees.clone(), signals.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -124,6 +130,7 @@ impl Store {
                 locks: locks::EventLocks::new(),
                 claims: claims::Claims::default(),
                 fresh,
+                compactor,
                 signals,
                 committer,
             }),
@@ -247,6 +254,12 @@ mod layout_tests {
     #[test]
     fn a_layout_2_store_opens_and_reads_as_it_was_written() {
         let (_dir, _path, store) = open_fixture("v2");
+        reads_as_written(&store);
+    }
+
+    #[test]
+    fn a_layout_3_store_opens_and_reads_as_it_was_written() {
+        let (_dir, _path, store) = open_fixture("v3");
         reads_as_written(&store);
     }
 

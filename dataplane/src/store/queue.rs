@@ -524,7 +524,12 @@ impl Store {
         // The payload stored with the record is carried over as bytes.
         t.events.insert(event.to_key(), payload.rewrite(&e)?)?;
         if status != old {
+            // A key of its own if the event became pending after ingest; its ingest group's
+            // entry otherwise, which the compactor rids of it.
             t.idx_status.remove(status_key(old, event))?;
+            if old == EventStatus::Pending {
+                self.inner.compactor.nudge();
+            }
         }
         Ok(())
     }

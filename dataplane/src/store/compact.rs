@@ -1,0 +1,303 @@
+//! The pending index kept short. Since layout 4 ingest writes the events it leaves pending as
+//! one group entry per commit group (see `groups`), as it does for every other status: one
+//! insert per group, where a key per event cost an insert at ingest and a removal when the
+//! event finished. A finished event then stays a member of its entry, stale; readers check
+//! every member against its record, so a stale member is never listed, only read in vain.
+//!
+//! This thread takes stale members out: it walks the pending entries, reads each member's
+//! record, and rewrites the entry with only the events still pending (or removes it), each
+//! rewrite a compare-and-swap so an entry retention dropped meanwhile stays dropped. Taking a
+//! member out is safe once its event has left pending even if it comes back: an event that
+//! becomes pending again after ingest (a finished delivery sent again) gets a key of its own
+//! in the same tree, written before its record.
+//!
+//! Nothing here is flushed on its own: a rewrite lost in a crash leaves stale members, which
+//! the next pass takes out again.
+
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::time::Duration;
+
+use super::errors::StoreError;
+use super::event_value::StoredEvent;
+use super::groups::{self, Width};
+use super::handle::{Signals, Trees};
+use super::model::{EventId, EventStatus};
+use super::worker::Worker;
+
+/// A pass runs at least this often, and sooner when finishes nudge it.
+const INTERVAL: Duration = Duration::from_millis(500);
+/// Members read by one pass, at most; the next pass resumes where this one stopped.
+const BUDGET: usize = 16_384;
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pass {
+    /// Members read.
+    pub read: usize,
+    /// Members taken out (their events are no longer pending, or gone).
+    pub removed: usize,
+}
+
+pub(super) struct Compactor(Worker<SyncSender<()>>);
+
+impl Compactor {
+    pub fn start(trees: Trees, signals: Signals) -> Self {
+        let (tx, rx) = mpsc::sync_channel(1);
+        Compactor(Worker::spawn(
+            "hookmesh-compact",
+            "listings stay right, they only read more stale members",
+            tx,
+            move || {
+                let mut cursor = None;
+                loop {
+                    match rx.recv_timeout(INTERVAL) {
+                        Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    if signals.writable().is_err() {
+                        continue;
+                    }
+                    match compact_pending(&trees, cursor.take(), BUDGET) {
+                        Ok((_, next)) => cursor = next,
+                        Err(e) => tracing::warn!(error = %e, "compacting the pending index"),
+                    }
+                }
+            },
+        ))
+    }
+
+    /// An event left pending: run a pass soon (one nudge waiting is enough).
+    pub fn nudge(&self) {
+        if let Some(tx) = self.0.sender() {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+fn compact_pending(
+    t: &Trees,
+    from: Option<Vec<u8>>,
+    budget: usize,
+) -> Result<(Pass, Option<Vec<u8>>), StoreError> {
+    let prefix = [EventStatus::Pending.code()];
+    let entries = match &from {
+        // `from` is the first entry the last pass left unread.
+        Some(a) => t.idx_status.range::<&[u8], _>(a.as_slice()..),
+        None => t.idx_status.range::<&[u8], _>(prefix.as_slice()..),
+    };
+    let mut pass = Pass::default();
+    for item in entries {
+        let (k, v) = item?;
+        if !k.starts_with(&prefix) {
+            return Ok((pass, None));
+        }
+        if pass.read >= budget {
+            return Ok((pass, Some(k[..].to_vec())));
+        }
+        let tail = &k[prefix.len()..];
+        // A key of its own stays until its event's status changes (see `queue::roll_up`).
+        if tail.len() != 17 || tail[16] != groups::GROUP {
+            continue;
+        }
+        let Some(members) = groups::members(tail, &v, Width::Id) else {
+            continue;
+        };
+        pass.read += members.len();
+        let mut gone = Vec::new();
+        for (id, _) in &members {
+            if !is_pending(t, EventId(ulid::Ulid(*id)))? {
+                gone.push(*id);
+            }
+        }
+        if gone.is_empty() {
+            continue;
+        }
+        // Members are sorted, and so is `gone`.
+        let kept =
+            groups::without(tail, &v, Width::Id, |m| gone.binary_search(&m.0).is_ok()).flatten();
+        // Lost to retention meanwhile: leave it gone.
+        if t.idx_status.compare_and_swap(&k, Some(&v), kept)?.is_ok() {
+            pass.removed += gone.len();
+        }
+    }
+    Ok((pass, None))
+}
+
+/// Whether the event is stored and pending.
+fn is_pending(t: &Trees, id: EventId) -> Result<bool, StoreError> {
+    match t.events.get(id.to_key())? {
+        Some(raw) => Ok(StoredEvent::decode(raw)?.record.status == EventStatus::Pending),
+        None => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::commit::write_group;
+    use super::super::keys::status_key;
+    use super::super::queue::Finish;
+    use super::super::reads::EventFilter;
+    use super::super::testing::{new_event, open};
+    use super::super::Store;
+    use super::super::{AttemptRecord, NewEvent};
+    use super::*;
+
+    fn attempt() -> AttemptRecord {
+        AttemptRecord {
+            number: 1,
+            started_at: 0,
+            duration_ms: 1,
+            status_code: Some(200),
+            response_body: vec![],
+            error: None,
+        }
+    }
+
+    /// One ingest group of `n` pending events (one delivery each, due at 10).
+    fn group(store: &Store, n: usize) -> Vec<NewEvent> {
+        let news: Vec<NewEvent> = (0..n).map(|_| new_event("github", 1, None, 10)).collect();
+        let refs: Vec<&NewEvent> = news.iter().collect();
+        write_group(store.trees(), &store.inner.fresh, &refs).expect("write");
+        news
+    }
+
+    fn deliver(store: &Store, e: &NewEvent) {
+        let d = e.event.delivery_ids[0];
+        store
+            .claim_attempt(10, d, 1000)
+            .expect("claim")
+            .expect("due");
+        store.finish(d, attempt(), Finish::Success).expect("finish");
+    }
+
+    /// The members of the pending index, own keys and group entries alike, sorted.
+    fn pending_members(store: &Store) -> Vec<u128> {
+        let mut ids = Vec::new();
+        for item in store
+            .trees()
+            .idx_status
+            .scan_prefix([EventStatus::Pending.code()])
+        {
+            let (k, v) = item.expect("read");
+            let members = groups::members(&k[1..], &v, Width::Id).expect("index entry");
+            ids.extend(members.into_iter().map(|(id, _)| id));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn ids(news: &[&NewEvent]) -> Vec<u128> {
+        let mut ids: Vec<u128> = news.iter().map(|e| e.event.id.0 .0).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn listed_pending(store: &Store) -> Vec<EventId> {
+        let f = EventFilter {
+            statuses: vec![EventStatus::Pending],
+            ..Default::default()
+        };
+        let mut ids: Vec<EventId> = store
+            .list_events(&f, None, 100, usize::MAX)
+            .expect("list")
+            .items
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_pass_takes_out_the_finished_and_deleted_members_and_keeps_the_pending() {
+        let (_dir, store) = open();
+        let news = group(&store, 4);
+        let [a, b, c, d] = [&news[0], &news[1], &news[2], &news[3]];
+        assert_eq!(pending_members(&store), ids(&[a, b, c, d]));
+        deliver(&store, a);
+        store.delete_event(c.event.id).expect("delete");
+        // Stale until a pass, but never listed: readers check each member's record.
+        let mut want = vec![b.event.id, d.event.id];
+        want.sort();
+        assert_eq!(listed_pending(&store), want);
+        assert_eq!(store.unfinished_count().expect("count"), 2);
+        compact_pending(store.trees(), None, BUDGET).expect("pass");
+        assert_eq!(pending_members(&store), ids(&[b, d]));
+        // The rest finish: the entry goes.
+        deliver(&store, b);
+        deliver(&store, d);
+        compact_pending(store.trees(), None, BUDGET).expect("pass");
+        assert!(pending_members(&store).is_empty());
+        assert_eq!(
+            store
+                .trees()
+                .idx_status
+                .scan_prefix([EventStatus::Pending.code()])
+                .count(),
+            0,
+            "no empty entry is left behind"
+        );
+        assert!(listed_pending(&store).is_empty());
+    }
+
+    #[test]
+    fn a_pass_stops_at_its_budget_and_the_next_resumes_there() {
+        let (_dir, store) = open();
+        // Nothing finishes, so the background thread (never nudged) changes nothing here.
+        let first = group(&store, 3);
+        let second = group(&store, 2);
+        let (pass, cursor) = compact_pending(store.trees(), None, 3).expect("pass");
+        assert_eq!(
+            pass,
+            Pass {
+                read: 3,
+                removed: 0
+            }
+        );
+        let cursor = cursor.expect("stopped at the budget");
+        let (pass, cursor) = compact_pending(store.trees(), Some(cursor), 3).expect("resume");
+        assert_eq!(
+            (pass, cursor),
+            (
+                Pass {
+                    read: 2,
+                    removed: 0
+                },
+                None
+            )
+        );
+        assert_eq!(store.unfinished_count().expect("count"), 5);
+        assert_eq!(first.len() + second.len(), 5);
+    }
+
+    #[test]
+    fn an_event_sent_again_is_pending_once_whatever_the_pass_did_to_its_group() {
+        let (_dir, store) = open();
+        let news = group(&store, 2);
+        let (a, b) = (&news[0], &news[1]);
+        deliver(&store, a);
+        // Sent again before any pass: a key of its own besides its stale group member.
+        store
+            .requeue(a.event.delivery_ids[0], 10)
+            .expect("requeue")
+            .expect("stored");
+        let t = store.trees();
+        assert!(t
+            .idx_status
+            .contains_key(status_key(EventStatus::Pending, a.event.id))
+            .expect("read"));
+        let mut want = vec![a.event.id, b.event.id];
+        want.sort();
+        assert_eq!(listed_pending(&store), want, "listed once");
+        assert_eq!(store.unfinished_count().expect("count"), 2, "counted once");
+        assert_eq!(store.unfinished_events(10).expect("ids").len(), 2);
+        // The pass keeps the member (its event is pending); once it finishes again both go.
+        compact_pending(t, None, BUDGET).expect("pass");
+        assert_eq!(listed_pending(&store), want);
+        deliver(&store, a);
+        compact_pending(t, None, BUDGET).expect("pass");
+        assert_eq!(pending_members(&store), ids(&[b]));
+        assert_eq!(listed_pending(&store), vec![b.event.id]);
+    }
+}
