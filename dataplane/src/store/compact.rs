@@ -4,29 +4,38 @@
 //! event finished. A finished event then stays a member of its entry, stale; readers check
 //! every member against its record, so a stale member is never listed, only read in vain.
 //!
-//! This thread takes stale members out: it walks the pending entries, reads each member's
-//! record, and rewrites the entry with only the events still pending (or removes it), each
-//! rewrite a compare-and-swap so an entry retention dropped meanwhile stays dropped. Taking a
-//! member out is safe once its event has left pending even if it comes back: an event that
-//! becomes pending again after ingest (a finished delivery sent again) gets a key of its own
-//! in the same tree, written before its record.
+//! This thread takes stale members out. Each event that leaves pending is reported to it (see
+//! `queue::roll_up`, `expiry`); a pass takes every reported event out of the entries that hold
+//! it, with one walk over the pending entries from the oldest reported event on and no record
+//! read. Reports live in memory, so after an open, and when more arrive than it holds, a
+//! verifying pass walks every entry and reads each member's record instead, within a budget per
+//! pass. Each rewrite is a compare-and-swap so an entry retention dropped meanwhile stays
+//! dropped. Taking a member out is safe once its event has left pending even if it comes back:
+//! an event that becomes pending again after ingest (a finished delivery sent again) gets a key
+//! of its own in the same tree, written before its record.
 //!
 //! Nothing here is flushed on its own: a rewrite lost in a crash leaves stale members, which
-//! the next pass takes out again.
+//! the verifying pass after the next open takes out.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::errors::StoreError;
 use super::event_value::StoredEvent;
 use super::groups::{self, Width};
 use super::handle::{Signals, Trees};
+use super::keys::status_key;
 use super::model::{EventId, EventStatus};
 use super::worker::Worker;
 
-/// A pass runs at least this often, and sooner when finishes nudge it.
+/// A pass runs at least this often, and sooner once this many events were reported.
 const INTERVAL: Duration = Duration::from_millis(500);
-/// Members read by one pass, at most; the next pass resumes where this one stopped.
+const NUDGE_AT: usize = 8_192;
+/// Reports held between passes, at most (16 bytes each); past it the next pass verifies.
+const MAX_REPORTS: usize = 262_144;
+/// Members a verifying pass reads, at most; the next pass resumes where this one stopped.
 const BUDGET: usize = 16_384;
 
 /// What one pass did.
@@ -38,17 +47,31 @@ pub(crate) struct Pass {
     pub removed: usize,
 }
 
-pub(super) struct Compactor(Worker<SyncSender<()>>);
+/// Events that left pending since the last pass.
+#[derive(Default)]
+struct Reports {
+    ids: Mutex<Vec<u128>>,
+    /// Some were not held: the next pass verifies every entry.
+    overflowed: AtomicBool,
+}
+
+pub(super) struct Compactor {
+    worker: Worker<SyncSender<()>>,
+    reports: Arc<Reports>,
+}
 
 impl Compactor {
     pub fn start(trees: Trees, signals: Signals) -> Self {
         let (tx, rx) = mpsc::sync_channel(1);
-        Compactor(Worker::spawn(
+        let reports = Arc::new(Reports::default());
+        let held = reports.clone();
+        let worker = Worker::spawn(
             "hookmesh-compact",
             "listings stay right, they only read more stale members",
             tx,
             move || {
-                let mut cursor = None;
+                // What a crash left stale is not reported: verify once after the open.
+                let mut verify = Some(None);
                 loop {
                     match rx.recv_timeout(INTERVAL) {
                         Ok(()) | Err(RecvTimeoutError::Timeout) => {}
@@ -57,23 +80,101 @@ impl Compactor {
                     if signals.writable().is_err() {
                         continue;
                     }
-                    match compact_pending(&trees, cursor.take(), BUDGET) {
-                        Ok((_, next)) => cursor = next,
-                        Err(e) => tracing::warn!(error = %e, "compacting the pending index"),
+                    let ids = std::mem::take(
+                        &mut *held.ids.lock().unwrap_or_else(PoisonError::into_inner),
+                    );
+                    if held.overflowed.swap(false, Ordering::Relaxed) {
+                        verify = Some(None);
+                    }
+                    if let Err(e) = take_out(&trees, ids) {
+                        // Those reports are gone; a verifying pass finds them.
+                        tracing::warn!(error = %e, "compacting the pending index");
+                        verify = Some(None);
+                    }
+                    if let Some(from) = verify.take() {
+                        match compact_pending(&trees, from, BUDGET) {
+                            Ok((_, next)) => verify = next.map(Some),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "verifying the pending index");
+                                verify = Some(None);
+                            }
+                        }
                     }
                 }
             },
-        ))
+        );
+        Compactor { worker, reports }
     }
 
-    /// An event left pending: run a pass soon (one nudge waiting is enough).
-    pub fn nudge(&self) {
-        if let Some(tx) = self.0.sender() {
-            let _ = tx.try_send(());
+    /// `event` left pending: take it out of its ingest group's entry at the next pass.
+    pub fn left_pending(&self, event: EventId) {
+        let n = {
+            let mut ids = self
+                .reports
+                .ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if ids.len() >= MAX_REPORTS {
+                self.reports.overflowed.store(true, Ordering::Relaxed);
+                return;
+            }
+            ids.push(event.0 .0);
+            ids.len()
+        };
+        if n == NUDGE_AT {
+            if let Some(tx) = self.worker.sender() {
+                let _ = tx.try_send(());
+            }
         }
     }
 }
 
+/// Take the reported events out of every pending entry that holds them; returns how many
+/// members went. An event reported is out of pending or was, and if it came back it has a key
+/// of its own: no record needs reading.
+fn take_out(t: &Trees, mut ids: Vec<u128>) -> Result<usize, StoreError> {
+    ids.sort_unstable();
+    ids.dedup();
+    let Some(&oldest) = ids.first() else {
+        return Ok(0);
+    };
+    let prefix = [EventStatus::Pending.code()];
+    // An entry is keyed by its largest member, so none before the oldest reported holds one.
+    let from = status_key(EventStatus::Pending, EventId(ulid::Ulid(oldest)));
+    let mut removed = 0;
+    for item in t.idx_status.range(from..) {
+        let (k, v) = item?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let Some(tail) = group_tail(&k[prefix.len()..]) else {
+            continue;
+        };
+        let gone = |m: &groups::Member| ids.binary_search(&m.0).is_ok();
+        let Some(members) = groups::members(tail, &v, Width::Id) else {
+            continue;
+        };
+        let n = members.iter().filter(|m| gone(m)).count();
+        if n == 0 {
+            continue;
+        }
+        let kept = groups::without(tail, &v, Width::Id, gone).flatten();
+        if t.idx_status.compare_and_swap(&k, Some(&v), kept)?.is_ok() {
+            removed += n;
+        }
+    }
+    Ok(removed)
+}
+
+/// The tail of a group entry's key; `None` for a key of its own, which stays until its event's
+/// status changes (see `queue::roll_up`).
+fn group_tail(tail: &[u8]) -> Option<&[u8]> {
+    (tail.len() == 17 && tail[16] == groups::GROUP).then_some(tail)
+}
+
+/// A verifying pass over the pending entries from `from` (the first entry the last pass left
+/// unread): reads each member's record and takes out those not pending. Returns what it did
+/// and where the next pass resumes (`None`: the walk is done).
 fn compact_pending(
     t: &Trees,
     from: Option<Vec<u8>>,
@@ -81,7 +182,6 @@ fn compact_pending(
 ) -> Result<(Pass, Option<Vec<u8>>), StoreError> {
     let prefix = [EventStatus::Pending.code()];
     let entries = match &from {
-        // `from` is the first entry the last pass left unread.
         Some(a) => t.idx_status.range::<&[u8], _>(a.as_slice()..),
         None => t.idx_status.range::<&[u8], _>(prefix.as_slice()..),
     };
@@ -94,11 +194,9 @@ fn compact_pending(
         if pass.read >= budget {
             return Ok((pass, Some(k[..].to_vec())));
         }
-        let tail = &k[prefix.len()..];
-        // A key of its own stays until its event's status changes (see `queue::roll_up`).
-        if tail.len() != 17 || tail[16] != groups::GROUP {
+        let Some(tail) = group_tail(&k[prefix.len()..]) else {
             continue;
-        }
+        };
         let Some(members) = groups::members(tail, &v, Width::Id) else {
             continue;
         };
@@ -239,6 +337,45 @@ mod tests {
             "no empty entry is left behind"
         );
         assert!(listed_pending(&store).is_empty());
+    }
+
+    #[test]
+    fn what_leaves_pending_is_reported_and_taken_out_without_a_verifying_pass() {
+        let (_dir, store) = open();
+        let news = group(&store, 4);
+        let [a, b, c, d] = [&news[0], &news[1], &news[2], &news[3]];
+        // Past the verifying pass that follows the open, so only the reports can take these out.
+        std::thread::sleep(INTERVAL * 2);
+        deliver(&store, a);
+        store.delete_event(c.event.id).expect("delete");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pending_members(&store) != ids(&[b, d]) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still in the pending index: {:?}",
+                pending_members(&store)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn reports_take_members_out_of_every_entry_that_holds_them_and_leave_the_rest() {
+        let (_dir, store) = open();
+        let first = group(&store, 3);
+        let second = group(&store, 3);
+        let gone = [&first[1], &second[0], &second[2]];
+        let removed = take_out(
+            store.trees(),
+            gone.iter().map(|e| e.event.id.0 .0).rev().collect(),
+        )
+        .expect("take out");
+        assert_eq!(removed, 3);
+        assert_eq!(
+            pending_members(&store),
+            ids(&[&first[0], &first[2], &second[1]])
+        );
+        assert_eq!(take_out(store.trees(), Vec::new()).expect("nothing"), 0);
     }
 
     #[test]

@@ -46,6 +46,10 @@ impl Store {
         t.idx_source
             .remove(source_key(&e.namespace, &e.source, id))?;
         t.idx_status.remove(status_key(e.status, id))?;
+        if e.status == EventStatus::Pending {
+            // Its ingest group's entry still names it.
+            self.inner.compactor.left_pending(id);
+        }
         if let Some(k) = &e.idempotency_key {
             let ikey = claim_key(&e.namespace, &e.source, k);
             if let Some(v) = t.idempotency.get(&ikey)? {

@@ -528,7 +528,7 @@ impl Store {
             // entry otherwise, which the compactor rids of it.
             t.idx_status.remove(status_key(old, event))?;
             if old == EventStatus::Pending {
-                self.inner.compactor.nudge();
+                self.inner.compactor.left_pending(event);
             }
         }
         Ok(())
