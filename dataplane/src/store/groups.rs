@@ -89,6 +89,12 @@ fn entry(prefix: &[u8], width: Width, chunk: &[Member]) -> Entry {
     (concat(&[prefix, &max.to_be_bytes(), &[GROUP]]), value)
 }
 
+/// Whether the key ending in `tail` (what follows its prefix) is a group entry's, not a key of
+/// one member's own.
+pub(crate) fn is_group(tail: &[u8]) -> bool {
+    tail.len() == 17 && tail[16] == GROUP
+}
+
 /// The members of the entry whose key ends in `tail` (what follows its prefix). `None` for a
 /// key or value no writer of this index produces.
 pub(crate) fn members(tail: &[u8], value: &[u8], width: Width) -> Option<Vec<Member>> {
@@ -101,7 +107,7 @@ pub(crate) fn members(tail: &[u8], value: &[u8], width: Width) -> Option<Vec<Mem
                 _ => None,
             };
         }
-        17 if tail[16] == GROUP => {}
+        17 if is_group(tail) => {}
         _ => return None,
     }
     let w = width.bytes();
@@ -132,7 +138,7 @@ pub(crate) fn without(
     width: Width,
     gone: impl Fn(&Member) -> bool,
 ) -> Option<Option<Vec<u8>>> {
-    if tail.len() != 17 {
+    if !is_group(tail) {
         return None;
     }
     let kept: Vec<Member> = members(tail, value, width)?

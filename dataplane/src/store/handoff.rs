@@ -63,7 +63,7 @@ impl Store {
             let tail = &k[prefix.len()..];
             let members = groups::members(tail, &v, Width::Id)
                 .ok_or_else(|| StoreError::Codec("malformed idx_status entry".into()))?;
-            let own = tail.len() == 16;
+            let own = !groups::is_group(tail);
             for (id, _) in members {
                 if own {
                     own_keys.insert(id);
