@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, get, put};
+use super::delivery_value;
 use super::errors::StoreError;
 use super::event_value;
 use super::fresh::Fresh;
@@ -440,7 +441,7 @@ fn recover(
         let key = ie.id.to_key();
         if t.events.contains_key(key)? {
             for did in &ie.deliveries {
-                let Some(d) = get::<DeliveryRecord>(&t.deliveries, &did.to_key())? else {
+                let Some(d) = delivery_value::read(&t.deliveries, *did)?.map(|d| d.record) else {
                     continue;
                 };
                 if let (false, Some(at)) = (d.status.is_final(), d.next_attempt_at) {
@@ -468,7 +469,7 @@ fn recover(
                 )?;
             }
             for did in &ie.deliveries {
-                if let Some(d) = get::<DeliveryRecord>(&t.deliveries, &did.to_key())? {
+                if let Some(d) = delivery_value::read(&t.deliveries, *did)?.map(|d| d.record) {
                     // A layout-1 group wrote an endpoint key per delivery.
                     t.idx_endpoint.remove(endpoint_key(&d))?;
                     t.deliveries.remove(did.to_key())?;

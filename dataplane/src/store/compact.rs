@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::errors::StoreError;
-use super::event_value::StoredEvent;
+use super::event_value;
 use super::groups::{self, Width};
 use super::handle::{Signals, Trees};
 use super::keys::status_key;
@@ -208,10 +208,7 @@ fn sweep(
 
 /// Whether the event is stored and pending.
 fn is_pending(t: &Trees, id: EventId) -> Result<bool, StoreError> {
-    match t.events.get(id.to_key())? {
-        Some(raw) => Ok(StoredEvent::decode(raw)?.record.status == EventStatus::Pending),
-        None => Ok(false),
-    }
+    Ok(event_value::load(t, id)?.is_some_and(|e| e.record.status == EventStatus::Pending))
 }
 
 #[cfg(test)]

@@ -4,13 +4,19 @@
 //! `[FORMAT_WITH_PAYLOAD] postcard(EventRecord) postcard(Payload)?`: the payload follows the
 //! record until retention removes it. Listings decode the record and never touch the bytes
 //! after it. A record of layouts 1 and 2 (`codec`'s first format, payload in the `payloads`
-//! tree) still reads; a rewrite of one (a status roll-up) keeps its payload where it is.
+//! tree) still reads; a rewrite of one (retention, a replay) keeps its payload where it is.
+//!
+//! Since layout 5 a status change is not such a rewrite: the status its deliveries roll the
+//! event up to goes in `event_status`, one byte under the event's id, and [`load`] reads it
+//! over the record's. A finish then writes a few bytes where it wrote the whole value again,
+//! payload included.
 
 use sled::IVec;
 
 use super::codec;
 use super::errors::StoreError;
-use super::model::{EventRecord, Payload};
+use super::handle::Trees;
+use super::model::{EventId, EventRecord, EventStatus, Payload};
 
 /// The format byte of a record followed by its payload.
 const FORMAT_WITH_PAYLOAD: u8 = 2;
@@ -30,6 +36,30 @@ pub(crate) fn encode(
         postcard::to_io(p, &mut out).map_err(codec_error)?;
     }
     Ok(out)
+}
+
+/// An event as stored: its value, with the status in `event_status` (if any) over the
+/// record's.
+pub(crate) fn load(t: &Trees, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+    let key = id.to_key();
+    let Some(raw) = t.events.get(key)? else {
+        return Ok(None);
+    };
+    let mut stored = StoredEvent::decode(raw)?;
+    if let Some(code) = t.event_status.get(key)? {
+        stored.record.status = code
+            .first()
+            .copied()
+            .and_then(EventStatus::from_code)
+            .ok_or_else(|| StoreError::Codec(format!("bad status of event {id}")))?;
+    }
+    Ok(Some(stored))
+}
+
+/// Record `status` as `id`'s (see [`load`]).
+pub(crate) fn set_status(t: &Trees, id: EventId, status: EventStatus) -> Result<(), StoreError> {
+    t.event_status.insert(id.to_key(), &[status.code()])?;
+    Ok(())
 }
 
 /// An event's value as read: the record, and where its payload is.

@@ -62,6 +62,9 @@ impl Store {
             }
         }
         t.events.remove(key)?;
+        // After the record: a status left by a crash is never read without one, where a record
+        // left without its status would read as it was at ingest.
+        t.event_status.remove(key)?;
         Ok(true)
     }
 

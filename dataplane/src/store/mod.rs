@@ -3,6 +3,7 @@
 //! - `model`: what is stored (events, payloads, deliveries, attempts) and the ids;
 //! - `keys` and `codec`: how keys and values are laid out on disk;
 //! - `event_value`: an event's value, its record followed by its payload;
+//! - `delivery_value`: a delivery's value, its record followed by its latest attempt;
 //! - `groups`: the index entries ingest writes once per commit group;
 //! - `handle`: the trees, the per-event `locks`, and the signals every writer shares;
 //! - `commit`: ingest, by group commit, and the repair of a group a crash cut short;
@@ -26,6 +27,7 @@ mod claims;
 mod codec;
 mod commit;
 mod compact;
+mod delivery_value;
 mod errors;
 mod event_value;
 mod expiry;
@@ -64,9 +66,12 @@ use handle::{Inner, Signals, Trees};
 /// entry per commit group for the payload retention sweep (`idx_payload`).
 /// 4: pending events as group entries too, compacted as they finish (`compact`), where a key
 /// per event was written at ingest and removed at the finish.
+/// 5: an event's status, once its deliveries roll it up to a new one, in `event_status` where
+/// the whole value (record and payload) was rewritten; a delivery's latest attempt in its
+/// value (`delivery_value`), where the attempt was a key of its own written beside it.
 /// Each layout reads what the older ones wrote (layout-1 keys as groups of one, records without
 /// a payload by the `payloads` tree), so an older store opens as it is.
-pub const LAYOUT: u8 = 4;
+pub const LAYOUT: u8 = 5;
 const LAYOUT_KEY: &[u8] = b"layout";
 
 /// The layout a store was written in; a store of a newer one is refused. A store that does not
@@ -102,6 +107,7 @@ impl Store {
             .open()?;
         let trees = Trees {
             events: db.open_tree("events")?,
+            event_status: db.open_tree("event_status")?,
             payloads: db.open_tree("payloads")?,
             deliveries: db.open_tree("deliveries")?,
             attempts: db.open_tree("attempts")?,
@@ -260,6 +266,12 @@ mod layout_tests {
     #[test]
     fn a_layout_3_store_opens_and_reads_as_it_was_written() {
         let (_dir, _path, store) = open_fixture("v3");
+        reads_as_written(&store);
+    }
+
+    #[test]
+    fn a_layout_4_store_opens_and_reads_as_it_was_written() {
+        let (_dir, _path, store) = open_fixture("v4");
         reads_as_written(&store);
     }
 

@@ -161,6 +161,11 @@ macro_rules! status_codes {
             pub fn as_str(self) -> &'static str {
                 match self { $(<$t>::$variant => $text),* }
             }
+
+            /// The value of [`code`](Self::code)'s byte, if it is one.
+            pub fn from_code(code: u8) -> Option<Self> {
+                match code { $($code => Some(<$t>::$variant),)* _ => None }
+            }
         }
 
         impl FromStr for $t {
@@ -401,7 +406,9 @@ mod tests {
     fn status_names_round_trip() {
         for s in EventStatus::ALL {
             assert_eq!(s.as_str().parse::<EventStatus>(), Ok(*s));
+            assert_eq!(EventStatus::from_code(s.code()), Some(*s));
         }
+        assert_eq!(EventStatus::from_code(0), None);
         for s in DeliveryStatus::ALL {
             assert_eq!(s.as_str().parse::<DeliveryStatus>(), Ok(*s));
         }

@@ -15,8 +15,9 @@
 //! `add_deliveries`, so no caller has to remember to.
 
 use super::codec::{get, put};
+use super::delivery_value::{self, Latest, LatestAttempt, StoredDelivery};
 use super::errors::StoreError;
-use super::event_value::StoredEvent;
+use super::event_value::{self, StoredEvent};
 use super::groups;
 use super::handle::Store;
 use super::keys::*;
@@ -115,8 +116,10 @@ impl Store {
     ) -> Result<Option<Claimed>, StoreError> {
         let t = self.trees();
         let (_held, mut d) = match self.lock_delivery(id)? {
-            Some((held, d)) if !d.status.is_final() && d.next_attempt_at == Some(due_at) => {
-                (held, d)
+            Some((held, d))
+                if !d.record.status.is_final() && d.record.next_attempt_at == Some(due_at) =>
+            {
+                (held, d.record)
             }
             // Deleted, finished, or moved since this entry was written: the entry is stale.
             // Bound, not dropped, so the event stays locked while the entry goes.
@@ -210,10 +213,17 @@ impl Store {
         attempt: AttemptRecord,
         finish: Finish,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let Some((held, mut d)) = self.lock_delivery(id)? else {
+        let Some((
+            held,
+            StoredDelivery {
+                record: mut d,
+                latest,
+            },
+        )) = self.lock_delivery(id)?
+        else {
             return Ok(None);
         };
-        self.record_outcome(&held, &mut d, attempt, finish, &[])?;
+        self.record_outcome(&held, &mut d, &latest, attempt, finish, &[])?;
         Ok(Some(d))
     }
 
@@ -226,7 +236,14 @@ impl Store {
         to: &str,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
-        let Some((held, mut d)) = self.lock_delivery(id)? else {
+        let Some((
+            held,
+            StoredDelivery {
+                record: mut d,
+                latest,
+            },
+        )) = self.lock_delivery(id)?
+        else {
             return Ok(None);
         };
         let now = now_ms();
@@ -247,7 +264,14 @@ impl Store {
         put(&t.dead_letters, &link_key(LINK_FROM, new.id), &link)?;
         t.dead_letters
             .insert(link_key(LINK_TO, id), &new.id.to_key())?;
-        self.record_outcome(&held, &mut d, attempt, Finish::DeadLetter, &[new.id])?;
+        self.record_outcome(
+            &held,
+            &mut d,
+            &latest,
+            attempt,
+            Finish::DeadLetter,
+            &[new.id],
+        )?;
         t.due.insert(due_key(now, new.id), &[])?;
         self.signals().made_due(now);
         Ok(Some(new))
@@ -268,23 +292,27 @@ impl Store {
             .and_then(|v| DeliveryId::from_key(&v)))
     }
 
-    /// The attempt and what it decided, under the event's lock.
+    /// The attempt and what it decided, under the event's lock: one write of the delivery's
+    /// value, which holds both (see `delivery_value`).
     fn record_outcome(
         &self,
         held: &Held<'_>,
         d: &mut DeliveryRecord,
+        previous: &LatestAttempt,
         attempt: AttemptRecord,
         finish: Finish,
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
         let id = d.id;
-        // The attempt first: if only it survives a crash, the delivery is still due and the
-        // next attempt, with the same number, replaces it.
-        put(&t.attempts, &attempt_key(id, attempt.number), &attempt)?;
+        // The attempt the value held goes to the tree first: if only that survives a crash,
+        // the value still holds it too, and listings read it once.
+        if let Some(p) = previous.decode()?.filter(|p| p.number != attempt.number) {
+            put(&t.attempts, &attempt_key(id, p.number), &p)?;
+        }
         d.attempts = d.attempts.max(attempt.number);
         d.last_status_code = attempt.status_code;
-        d.last_error = attempt.error;
+        d.last_error = attempt.error.clone();
         d.updated_at = now_ms();
         let (status, next) = match finish {
             Finish::Success => (DeliveryStatus::Success, None),
@@ -293,7 +321,7 @@ impl Store {
             Finish::DeadLetter => (DeliveryStatus::DeadLetter, None),
         };
         d.status = status;
-        self.move_due(held, d, next)?;
+        self.move_due(held, d, next, Latest::New(&attempt))?;
         self.inner.claims.release(id);
         self.roll_up(held, d.event_id, Some(&*d), added)?;
         Ok(())
@@ -306,14 +334,21 @@ impl Store {
         id: DeliveryId,
         at: Millis,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let Some((held, mut d)) = self.lock_delivery(id)? else {
+        let Some((
+            held,
+            StoredDelivery {
+                record: mut d,
+                latest,
+            },
+        )) = self.lock_delivery(id)?
+        else {
             return Ok(None);
         };
         if d.status.is_final() {
             d.status = DeliveryStatus::Pending;
         }
         d.updated_at = now_ms();
-        self.move_due(&held, &mut d, Some(at))?;
+        self.move_due(&held, &mut d, Some(at), Latest::Kept(&latest))?;
         self.inner.claims.release(id);
         self.roll_up(&held, d.event_id, Some(&d), &[])?;
         Ok(Some(d))
@@ -373,7 +408,14 @@ impl Store {
                 recovered += 1;
                 continue;
             }
-            let Some((held, mut d)) = self.lock_delivery(id)? else {
+            let Some((
+                held,
+                StoredDelivery {
+                    record: mut d,
+                    latest,
+                },
+            )) = self.lock_delivery(id)?
+            else {
                 continue;
             };
             if d.status == DeliveryStatus::InFlight {
@@ -382,7 +424,7 @@ impl Store {
                 } else {
                     DeliveryStatus::Pending
                 };
-                self.move_due(&held, &mut d, Some(now))?;
+                self.move_due(&held, &mut d, Some(now), Latest::Kept(&latest))?;
                 recovered += 1;
             } else if at <= now {
                 recovered += 1;
@@ -444,7 +486,7 @@ impl Store {
     pub(super) fn lock_delivery(
         &self,
         id: DeliveryId,
-    ) -> Result<Option<(Held<'_>, DeliveryRecord)>, StoreError> {
+    ) -> Result<Option<(Held<'_>, StoredDelivery)>, StoreError> {
         // A delivery's event never changes, so the claim's copy is as good as a read.
         let event = match self.inner.claims.event_of(id) {
             Some(event) => event,
@@ -454,16 +496,17 @@ impl Store {
             },
         };
         let held = self.lock(event)?;
-        Ok(self.stored_delivery(id)?.map(|d| (held, d)))
+        Ok(delivery_value::read(&self.trees().deliveries, id)?.map(|d| (held, d)))
     }
 
-    /// Write `d` with its next attempt at `next`, moving its due entry in crash-safe order
-    /// (see the module docs). `d.next_attempt_at` is where the entry is now.
+    /// Write `d` with its next attempt at `next` and `latest` after it, moving its due entry in
+    /// crash-safe order (see the module docs). `d.next_attempt_at` is where the entry is now.
     pub(super) fn move_due(
         &self,
         _held: &Held<'_>,
         d: &mut DeliveryRecord,
         next: Option<Millis>,
+        latest: Latest<'_>,
     ) -> Result<(), StoreError> {
         let t = self.trees();
         let old = d.next_attempt_at;
@@ -471,7 +514,8 @@ impl Store {
             t.due.insert(due_key(at, d.id), &[])?;
         }
         d.next_attempt_at = next;
-        put(&t.deliveries, &d.id.to_key(), d)?;
+        t.deliveries
+            .insert(d.id.to_key(), delivery_value::encode(d, latest)?)?;
         if let Some(at) = old.filter(|at| Some(*at) != next) {
             self.drop_due(at, d.id)?;
         }
@@ -482,8 +526,9 @@ impl Store {
     }
 
     /// Recompute an event's status from its deliveries after appending `added` to them, and
-    /// keep the status index in step. Index entry first, then the record, then the old entry:
-    /// a crash in between leaves an extra index entry, which listings check against the record.
+    /// keep the status index in step. Index entry first, then the status (and the record when
+    /// deliveries were added), then the old entry: a crash in between leaves an extra index
+    /// entry, which listings check against the status.
     fn roll_up(
         &self,
         _held: &Held<'_>,
@@ -520,9 +565,13 @@ impl Store {
         if status != old {
             t.idx_status.insert(status_key(status, event), &[])?;
             e.status = status;
+            // A byte of its own, not the record and payload written again (see `event_value`).
+            event_value::set_status(t, event, status)?;
         }
-        // The payload stored with the record is carried over as bytes.
-        t.events.insert(event.to_key(), payload.rewrite(&e)?)?;
+        if !added.is_empty() {
+            // The payload stored with the record is carried over as bytes.
+            t.events.insert(event.to_key(), payload.rewrite(&e)?)?;
+        }
         if status != old {
             // A key of its own if the event became pending after ingest; its ingest group's
             // entry otherwise, which the compactor rids of it.

@@ -16,8 +16,9 @@ use ulid::Ulid;
 use wildmatch::WildMatch;
 
 use super::codec::{decode, get};
+use super::delivery_value;
 use super::errors::StoreError;
-use super::event_value::StoredEvent;
+use super::event_value::{self, StoredEvent};
 use super::groups::{self, Width, SPAN_MS};
 use super::handle::Store;
 use super::keys::*;
@@ -348,11 +349,7 @@ impl Store {
 
     /// An event's value as stored (see `event_value`).
     pub(super) fn stored_event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
-        self.trees()
-            .events
-            .get(id.to_key())?
-            .map(StoredEvent::decode)
-            .transpose()
+        event_value::load(self.trees(), id)
     }
 
     /// The payload stored with the record, or for an event written before layout 3, in the
@@ -381,7 +378,7 @@ impl Store {
         &self,
         id: DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        get(&self.trees().deliveries, &id.to_key())
+        Ok(delivery_value::read(&self.trees().deliveries, id)?.map(|d| d.record))
     }
 
     /// Deliveries of one event, oldest first.
@@ -400,11 +397,19 @@ impl Store {
 
     /// Attempts of one delivery, in order.
     pub fn attempts(&self, delivery: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.trees()
+        let t = self.trees();
+        // The value first: a finish moves its attempt into the tree before it writes the next
+        // one, so what the value held is then in the tree.
+        let latest = match delivery_value::read(&t.deliveries, delivery)? {
+            Some(d) => d.latest.decode()?,
+            None => None,
+        };
+        let listed = t
             .attempts
             .scan_prefix(delivery.to_key())
             .map(|item| decode(&item?.1))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(delivery_value::merge(listed, latest))
     }
 
     /// Number of events stored (for metrics and tests).

@@ -320,3 +320,80 @@ fn past_the_cap_due_entries_go_to_the_tree() {
     ingest(&store, new);
     assert_eq!(keys(&store.trees().due), vec![due_key(10, id)]);
 }
+
+#[test]
+fn a_finish_writes_the_attempt_in_the_delivery_and_the_status_beside_the_record() {
+    let (_dir, store) = open();
+    let new = new_event("github", 1, None, 10);
+    let (event, id) = (new.event.id, new.event.delivery_ids[0]);
+    ingest(&store, new);
+    let t = store.trees();
+    let written = t.events.get(event.to_key()).expect("read");
+    store
+        .claim_attempt(10, id, 1000)
+        .expect("claim")
+        .expect("due");
+    store
+        .finish(id, attempt(1), Finish::Success)
+        .expect("finish");
+    // The record and its payload stay as ingest wrote them; no attempt has a key of its own.
+    assert_eq!(t.events.get(event.to_key()).expect("read"), written);
+    assert!(keys(&t.attempts).is_empty());
+    assert_eq!(
+        keys(&t.event_status),
+        vec![event.to_key().to_vec()],
+        "the status went beside the record"
+    );
+    assert_eq!(store.attempts(id).expect("attempts"), vec![attempt(1)]);
+    let e = store.event(event).expect("read").expect("stored");
+    assert_eq!(e.status, EventStatus::Delivered);
+    let d = store.delivery(id).expect("read").expect("stored");
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Success, 1));
+
+    assert!(store.delete_event(event).expect("delete"));
+    assert!(keys(&t.event_status).is_empty(), "the status goes with it");
+    assert!(keys(&t.deliveries).is_empty());
+}
+
+#[test]
+fn earlier_attempts_move_to_the_tree_and_every_attempt_lists_once_in_order() {
+    let (_dir, s) = open();
+    let id = event_with(&s, 1, "a", 10)[0];
+    let numbered = |id| {
+        s.attempts(id)
+            .expect("attempts")
+            .iter()
+            .map(|a| a.number)
+            .collect::<Vec<_>>()
+    };
+    let in_tree = || keys(&s.trees().attempts).len();
+    for (n, at) in [(1, 20), (2, 30)] {
+        s.claim_attempt(at - 10, id, 1000)
+            .expect("claim")
+            .expect("due");
+        s.finish(id, attempt(n), Finish::Retry { at })
+            .expect("finish");
+    }
+    assert_eq!((numbered(id), in_tree()), (vec![1, 2], 1));
+    // A requeue rewrites the value and keeps its attempt.
+    s.requeue(id, 40).expect("requeue");
+    assert_eq!((numbered(id), in_tree()), (vec![1, 2], 1));
+    s.claim_attempt(40, id, 1000).expect("claim").expect("due");
+    s.finish(id, attempt(3), Finish::Success).expect("finish");
+    assert_eq!((numbered(id), in_tree()), (vec![1, 2, 3], 2));
+
+    // A crash after an attempt moved to the tree, before the value took the next one: both
+    // hold it, and it lists once.
+    let copy = s.attempts(id).expect("attempts")[2].clone();
+    put(&s.trees().attempts, &attempt_key(id, 3), &copy).expect("write");
+    assert_eq!(numbered(id), vec![1, 2, 3]);
+    // The same attempt number again (its first outcome was lost): it replaces the first.
+    let mut again = attempt(3);
+    again.status_code = Some(502);
+    s.requeue(id, 50).expect("requeue");
+    s.claim_attempt(50, id, 1000).expect("claim").expect("due");
+    s.finish(id, again, Finish::Failed).expect("finish");
+    let listed = s.attempts(id).expect("attempts");
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[2].status_code, Some(502));
+}

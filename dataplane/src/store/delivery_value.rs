@@ -1,0 +1,201 @@
+//! How a delivery is stored: one value in `deliveries`, its record and then, since layout 5,
+//! its latest attempt, so a finish writes the attempt and the outcome it decided as one key.
+//!
+//! `[FORMAT_WITH_ATTEMPT] postcard(DeliveryRecord) postcard(AttemptRecord)?`. The attempt after
+//! the record is the latest one and is not in `attempts` yet: the next attempt's finish moves it
+//! there before it writes the value with the new one (a crash between leaves both copies, the
+//! same attempt, which [`merge`] reads once). Records of `codec`'s first format (layouts 1 to
+//! 4, and deliveries never attempted) have every attempt in `attempts`.
+
+use sled::IVec;
+
+use super::codec;
+use super::errors::StoreError;
+use super::model::{AttemptRecord, DeliveryId, DeliveryRecord};
+
+const FORMAT_WITH_ATTEMPT: u8 = 2;
+
+fn codec_error(e: postcard::Error) -> StoreError {
+    StoreError::Codec(e.to_string())
+}
+
+/// A delivery's value as read: the record, and the latest attempt's bytes after it.
+pub(crate) struct StoredDelivery {
+    pub record: DeliveryRecord,
+    pub latest: LatestAttempt,
+}
+
+/// The latest attempt in a delivery's value (if any), kept as bytes so a rewrite of the record
+/// carries it over without decoding it.
+pub(crate) struct LatestAttempt {
+    raw: Option<IVec>,
+    /// Where the attempt starts in `raw`.
+    at: usize,
+}
+
+impl LatestAttempt {
+    /// None: a delivery not written yet, or of the older format.
+    pub const NONE: LatestAttempt = LatestAttempt { raw: None, at: 0 };
+
+    fn bytes(&self) -> &[u8] {
+        match &self.raw {
+            Some(raw) => raw.get(self.at..).unwrap_or_default(),
+            None => &[],
+        }
+    }
+
+    pub fn decode(&self) -> Result<Option<AttemptRecord>, StoreError> {
+        match self.bytes() {
+            [] => Ok(None),
+            bytes => postcard::from_bytes(bytes).map(Some).map_err(codec_error),
+        }
+    }
+}
+
+impl StoredDelivery {
+    pub fn decode(raw: IVec) -> Result<Self, StoreError> {
+        match raw.first() {
+            Some(&FORMAT_WITH_ATTEMPT) => {
+                let (record, rest) =
+                    postcard::take_from_bytes::<DeliveryRecord>(&raw[1..]).map_err(codec_error)?;
+                let at = raw.len() - rest.len();
+                Ok(StoredDelivery {
+                    record,
+                    latest: LatestAttempt { raw: Some(raw), at },
+                })
+            }
+            _ => Ok(StoredDelivery {
+                record: codec::decode(&raw)?,
+                latest: LatestAttempt::NONE,
+            }),
+        }
+    }
+}
+
+/// The delivery `id` in `deliveries`, as stored.
+pub(crate) fn read(
+    deliveries: &sled::Tree,
+    id: DeliveryId,
+) -> Result<Option<StoredDelivery>, StoreError> {
+    deliveries
+        .get(id.to_key())?
+        .map(StoredDelivery::decode)
+        .transpose()
+}
+
+/// The value of `record` followed by `latest`: the attempt a finish just made, or the one the
+/// value held (a requeue).
+pub(crate) fn encode(record: &DeliveryRecord, latest: Latest<'_>) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![FORMAT_WITH_ATTEMPT];
+    postcard::to_io(record, &mut out).map_err(codec_error)?;
+    match latest {
+        Latest::New(a) => {
+            postcard::to_io(a, &mut out).map_err(codec_error)?;
+        }
+        Latest::Kept(kept) => out.extend_from_slice(kept.bytes()),
+    }
+    Ok(out)
+}
+
+/// What follows the record in a rewritten delivery value.
+pub(crate) enum Latest<'a> {
+    New(&'a AttemptRecord),
+    Kept(&'a LatestAttempt),
+}
+
+/// A delivery's attempts in order: those in `attempts`, and the latest from its value (which
+/// wins over a copy of the same number a crash left in the tree).
+pub(crate) fn merge(
+    mut listed: Vec<AttemptRecord>,
+    latest: Option<AttemptRecord>,
+) -> Vec<AttemptRecord> {
+    if let Some(a) = latest {
+        listed.retain(|l| l.number != a.number);
+        let at = listed.partition_point(|l| l.number < a.number);
+        listed.insert(at, a);
+    }
+    listed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventId;
+
+    fn attempt(number: u32, code: u16) -> AttemptRecord {
+        AttemptRecord {
+            number,
+            started_at: 5,
+            duration_ms: 1,
+            status_code: Some(code),
+            response_body: b"body".to_vec(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_record_and_its_latest_attempt_round_trip_and_a_rewrite_keeps_the_attempt() {
+        let d = DeliveryRecord::new(EventId::generate(), "ns", "ep", Some("sub"), 1);
+        let a = attempt(1, 503);
+        let raw = encode(&d, Latest::New(&a)).expect("encode");
+        let stored = StoredDelivery::decode(IVec::from(raw)).expect("decode");
+        assert_eq!(stored.record, d);
+        assert_eq!(stored.latest.decode().expect("attempt"), Some(a.clone()));
+
+        let mut moved = d.clone();
+        moved.next_attempt_at = Some(99);
+        let again = StoredDelivery::decode(IVec::from(
+            encode(&moved, Latest::Kept(&stored.latest)).expect("encode"),
+        ))
+        .expect("decode");
+        assert_eq!(again.record, moved);
+        assert_eq!(again.latest.decode().expect("attempt"), Some(a));
+
+        let none = StoredDelivery::decode(IVec::from(
+            encode(&d, Latest::Kept(&LatestAttempt::NONE)).expect("encode"),
+        ))
+        .expect("decode");
+        assert_eq!(none.latest.decode().expect("attempt"), None);
+    }
+
+    #[test]
+    fn a_record_of_the_older_format_reads_without_an_attempt() {
+        let d = DeliveryRecord::new(EventId::generate(), "ns", "ep", None, 1);
+        let stored =
+            StoredDelivery::decode(IVec::from(codec::encode(&d).expect("encode"))).expect("read");
+        assert_eq!(stored.record, d);
+        assert_eq!(stored.latest.decode().expect("attempt"), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &[][..],
+            &[FORMAT_WITH_ATTEMPT][..],
+            &[FORMAT_WITH_ATTEMPT, 0xff, 0xff][..],
+            &[9, 1][..],
+        ] {
+            assert!(StoredDelivery::decode(IVec::from(bad)).is_err(), "{bad:?}");
+        }
+        let d = DeliveryRecord::new(EventId::generate(), "ns", "ep", None, 1);
+        let mut raw = encode(&d, Latest::New(&attempt(1, 500))).expect("encode");
+        raw.truncate(raw.len() - 2);
+        let cut = StoredDelivery::decode(IVec::from(raw)).expect("the record is whole");
+        assert!(cut.latest.decode().is_err());
+    }
+
+    #[test]
+    fn the_latest_attempt_joins_the_listed_ones_once_and_in_order() {
+        let listed = vec![attempt(1, 500), attempt(2, 502)];
+        let numbers = |v: Vec<AttemptRecord>| v.iter().map(|a| a.number).collect::<Vec<_>>();
+        assert_eq!(
+            numbers(merge(listed.clone(), Some(attempt(3, 200)))),
+            [1, 2, 3]
+        );
+        // A crash after the move left a copy in the tree: the value's wins.
+        let merged = merge(listed.clone(), Some(attempt(2, 200)));
+        assert_eq!(numbers(merged.clone()), [1, 2]);
+        assert_eq!(merged[1].status_code, Some(200));
+        assert_eq!(numbers(merge(listed, None)), [1, 2]);
+    }
+}
