@@ -7,7 +7,7 @@ use sled::Tree;
 
 use super::errors::StoreError;
 
-const FORMAT_V1: u8 = 1;
+pub(crate) const FORMAT_V1: u8 = 1;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![FORMAT_V1];

@@ -7,11 +7,12 @@
 //! same attempt, which [`merge`] reads once). Records of `codec`'s first format (layouts 1 to
 //! 4, and deliveries never attempted) have every attempt in `attempts`.
 
+use serde::Deserialize;
 use sled::IVec;
 
 use super::codec;
 use super::errors::StoreError;
-use super::model::{AttemptRecord, DeliveryId, DeliveryRecord};
+use super::model::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EventId};
 
 const FORMAT_WITH_ATTEMPT: u8 = 2;
 
@@ -83,6 +84,37 @@ pub(crate) fn read(
         .transpose()
 }
 
+/// The delivery `id`'s status, decoded without the rest of its record (see `event_value`,
+/// which rolls events up from it on every read).
+pub(crate) fn status(
+    deliveries: &sled::Tree,
+    id: DeliveryId,
+) -> Result<Option<DeliveryStatus>, StoreError> {
+    let Some(raw) = deliveries.get(id.to_key())? else {
+        return Ok(None);
+    };
+    match raw.split_first() {
+        Some((&(codec::FORMAT_V1 | FORMAT_WITH_ATTEMPT), rest)) => {
+            let (head, _) = postcard::take_from_bytes::<Head<'_>>(rest).map_err(codec_error)?;
+            Ok(Some(head.status))
+        }
+        _ => Err(StoreError::Codec(format!(
+            "unknown format of delivery {id}"
+        ))),
+    }
+}
+
+/// The fields of a [`DeliveryRecord`] up to its status, in its order, strings borrowed.
+#[derive(Deserialize)]
+struct Head<'a> {
+    _id: DeliveryId,
+    _event_id: EventId,
+    _namespace: &'a str,
+    _endpoint: &'a str,
+    _subscription: Option<&'a str>,
+    status: DeliveryStatus,
+}
+
 /// The value of `record` followed by `latest`: the attempt a finish just made, or the one the
 /// value held (a requeue).
 pub(crate) fn encode(record: &DeliveryRecord, latest: Latest<'_>) -> Result<Vec<u8>, StoreError> {
@@ -120,7 +152,6 @@ pub(crate) fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::EventId;
 
     fn attempt(number: u32, code: u16) -> AttemptRecord {
         AttemptRecord {
@@ -156,6 +187,33 @@ mod tests {
         ))
         .expect("decode");
         assert_eq!(none.latest.decode().expect("attempt"), None);
+    }
+
+    #[test]
+    fn the_status_reads_alone_from_either_format() {
+        let tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .and_then(|db| db.open_tree("deliveries"))
+            .expect("open");
+        let mut d = DeliveryRecord::new(EventId::generate(), "ns", "ep", Some("sub"), 1);
+        d.status = DeliveryStatus::Retrying;
+        tree.insert(d.id.to_key(), codec::encode(&d).expect("encode"))
+            .expect("write");
+        assert_eq!(
+            status(&tree, d.id).expect("read"),
+            Some(DeliveryStatus::Retrying)
+        );
+        d.status = DeliveryStatus::Success;
+        let value = encode(&d, Latest::New(&attempt(1, 200))).expect("encode");
+        tree.insert(d.id.to_key(), value).expect("write");
+        assert_eq!(
+            status(&tree, d.id).expect("read"),
+            Some(DeliveryStatus::Success)
+        );
+        assert_eq!(status(&tree, DeliveryId::generate()).expect("read"), None);
+        tree.insert(d.id.to_key(), &[7u8, 1][..]).expect("write");
+        assert!(status(&tree, d.id).is_err());
     }
 
     #[test]

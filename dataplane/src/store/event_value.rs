@@ -6,17 +6,18 @@
 //! after it. A record of layouts 1 and 2 (`codec`'s first format, payload in the `payloads`
 //! tree) still reads; a rewrite of one (retention, a replay) keeps its payload where it is.
 //!
-//! Since layout 5 a status change is not such a rewrite: the status its deliveries roll the
-//! event up to goes in `event_status`, one byte under the event's id, and [`load`] reads it
-//! over the record's. A finish then writes a few bytes where it wrote the whole value again,
-//! payload included.
+//! Since layout 5 a status change is not such a rewrite: an event's status is rolled up from
+//! its deliveries' records when it is read ([`load`]), so a finish writes the delivery alone.
+//! The record keeps the status it was written with (pending or unrouted at ingest), which is
+//! what an event without delivery records reads as.
 
 use sled::IVec;
 
 use super::codec;
+use super::delivery_value;
 use super::errors::StoreError;
 use super::handle::Trees;
-use super::model::{EventId, EventRecord, EventStatus, Payload};
+use super::model::{rollup, EventId, EventRecord, EventStatus, Payload};
 
 /// The format byte of a record followed by its payload.
 const FORMAT_WITH_PAYLOAD: u8 = 2;
@@ -38,28 +39,36 @@ pub(crate) fn encode(
     Ok(out)
 }
 
-/// An event as stored: its value, with the status in `event_status` (if any) over the
-/// record's.
+/// An event as stored, with its status rolled up from its deliveries' records.
 pub(crate) fn load(t: &Trees, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
-    let key = id.to_key();
-    let Some(raw) = t.events.get(key)? else {
+    let Some(mut stored) = load_as_written(t, id)? else {
         return Ok(None);
     };
-    let mut stored = StoredEvent::decode(raw)?;
-    if let Some(code) = t.event_status.get(key)? {
-        stored.record.status = code
-            .first()
-            .copied()
-            .and_then(EventStatus::from_code)
-            .ok_or_else(|| StoreError::Codec(format!("bad status of event {id}")))?;
-    }
+    stored.record.status = status(t, &stored.record)?;
     Ok(Some(stored))
 }
 
-/// Record `status` as `id`'s (see [`load`]).
-pub(crate) fn set_status(t: &Trees, id: EventId, status: EventStatus) -> Result<(), StoreError> {
-    t.event_status.insert(id.to_key(), &[status.code()])?;
-    Ok(())
+/// An event's value as it was written, its status the record's (see the module docs).
+pub(crate) fn load_as_written(t: &Trees, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+    t.events
+        .get(id.to_key())?
+        .map(StoredEvent::decode)
+        .transpose()
+}
+
+/// `e`'s status from its deliveries' records; the record's own when none is there.
+pub(crate) fn status(t: &Trees, e: &EventRecord) -> Result<EventStatus, StoreError> {
+    let mut statuses = Vec::with_capacity(e.delivery_ids.len());
+    for id in &e.delivery_ids {
+        if let Some(s) = delivery_value::status(&t.deliveries, *id)? {
+            statuses.push(s);
+        }
+    }
+    Ok(if statuses.is_empty() {
+        e.status
+    } else {
+        rollup(&statuses)
+    })
 }
 
 /// An event's value as read: the record, and where its payload is.

@@ -48,7 +48,7 @@ impl Store {
         t.idx_status.remove(status_key(e.status, id))?;
         if e.status == EventStatus::Pending {
             // Its ingest group's entry still names it.
-            self.inner.compactor.left_pending(id);
+            self.inner.compactor.left_pending(id, None);
         }
         if let Some(k) = &e.idempotency_key {
             let ikey = claim_key(&e.namespace, &e.source, k);
@@ -62,9 +62,6 @@ impl Store {
             }
         }
         t.events.remove(key)?;
-        // After the record: a status left by a crash is never read without one, where a record
-        // left without its status would read as it was at ingest.
-        t.event_status.remove(key)?;
         Ok(true)
     }
 

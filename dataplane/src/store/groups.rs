@@ -151,6 +151,16 @@ pub(crate) fn without(
     Some(Some(entry(&[], width, &kept).1))
 }
 
+/// The value of an entry holding the members of both values `a` and `b` (of entries under one
+/// key, hence within one span), each once.
+pub(crate) fn union(a: &[u8], b: &[u8], width: Width) -> Vec<u8> {
+    let w = width.bytes();
+    let mut all: Vec<&[u8]> = a.chunks_exact(w).chain(b.chunks_exact(w)).collect();
+    all.sort_unstable();
+    all.dedup();
+    all.concat()
+}
+
 fn read(b: &[u8], at: usize) -> Option<u128> {
     Some(u128::from_be_bytes(b.get(at..at + 16)?.try_into().ok()?))
 }
@@ -165,6 +175,27 @@ mod tests {
 
     fn id(ms: u64, low: u128) -> u128 {
         (u128::from(ms) << 80) | low
+    }
+
+    #[test]
+    fn a_union_holds_each_member_of_both_once_in_order() {
+        let (k, a) = entry(
+            b"p",
+            Width::Id,
+            &[(id(5, 1), id(5, 1)), (id(5, 3), id(5, 3))],
+        );
+        let (_, b) = entry(
+            b"p",
+            Width::Id,
+            &[(id(5, 2), id(5, 2)), (id(5, 3), id(5, 3))],
+        );
+        let both = union(&a, &b, Width::Id);
+        let ids: Vec<u128> = members(&k[1..], &both, Width::Id)
+            .expect("an entry")
+            .iter()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(ids, vec![id(5, 1), id(5, 2), id(5, 3)]);
     }
 
     #[test]

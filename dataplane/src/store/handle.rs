@@ -20,9 +20,6 @@ pub(crate) struct Trees {
     /// event id -> [`EventRecord`](super::EventRecord) and, since layout 3, its
     /// [`Payload`](super::Payload) (see `event_value`)
     pub events: Tree,
-    /// event id -> status code, since layout 5: the status its deliveries rolled up to since
-    /// the record was written, over the record's own (see `event_value::load`)
-    pub event_status: Tree,
     /// event id -> [`Payload`](super::Payload), for events written before layout 3
     pub payloads: Tree,
     /// delivery id -> [`DeliveryRecord`](super::DeliveryRecord)

@@ -66,9 +66,10 @@ use handle::{Inner, Signals, Trees};
 /// entry per commit group for the payload retention sweep (`idx_payload`).
 /// 4: pending events as group entries too, compacted as they finish (`compact`), where a key
 /// per event was written at ingest and removed at the finish.
-/// 5: an event's status, once its deliveries roll it up to a new one, in `event_status` where
-/// the whole value (record and payload) was rewritten; a delivery's latest attempt in its
-/// value (`delivery_value`), where the attempt was a key of its own written beside it.
+/// 5: an event's status rolled up from its deliveries' records when read, where each change
+/// rewrote the whole value (record and payload), and the statuses it finishes in as group
+/// entries the compactor writes; a delivery's latest attempt in its value (`delivery_value`),
+/// where the attempt was a key of its own written beside it.
 /// Each layout reads what the older ones wrote (layout-1 keys as groups of one, records without
 /// a payload by the `payloads` tree), so an older store opens as it is.
 pub const LAYOUT: u8 = 5;
@@ -107,7 +108,6 @@ impl Store {
             .open()?;
         let trees = Trees {
             events: db.open_tree("events")?,
-            event_status: db.open_tree("event_status")?,
             payloads: db.open_tree("payloads")?,
             deliveries: db.open_tree("deliveries")?,
             attempts: db.open_tree("attempts")?,
@@ -124,6 +124,7 @@ impl Store {
         };
         let layout = stored_layout(&trees.meta)?;
         commit::recover_last_group(&trees)?;
+        compact::verify_all(&trees)?;
         let signals = Signals::default();
         let fresh = Arc::new(fresh::Fresh::default());
         let committer =

@@ -248,6 +248,7 @@ pub struct Payload {
     pub body: Vec<u8>,
 }
 
+/// Stored in field order: `delivery_value` reads the fields up to `status` on their own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub id: DeliveryId,

@@ -304,7 +304,7 @@ impl Store {
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
-        let id = d.id;
+        let (id, before) = (d.id, d.status);
         // The attempt the value held goes to the tree first: if only that survives a crash,
         // the value still holds it too, and listings read it once.
         if let Some(p) = previous.decode()?.filter(|p| p.number != attempt.number) {
@@ -323,7 +323,7 @@ impl Store {
         d.status = status;
         self.move_due(held, d, next, Latest::New(&attempt))?;
         self.inner.claims.release(id);
-        self.roll_up(held, d.event_id, Some(&*d), added)?;
+        self.roll_up(held, d.event_id, Some((&*d, before)), added)?;
         Ok(())
     }
 
@@ -344,13 +344,19 @@ impl Store {
         else {
             return Ok(None);
         };
+        let before = d.status;
         if d.status.is_final() {
+            // Its event is pending from the write below on: in the pending index before that,
+            // so no crash leaves a pending event out of it (handoff and recovery walk it).
+            self.trees()
+                .idx_status
+                .insert(status_key(EventStatus::Pending, d.event_id), &[])?;
             d.status = DeliveryStatus::Pending;
         }
         d.updated_at = now_ms();
         self.move_due(&held, &mut d, Some(at), Latest::Kept(&latest))?;
         self.inner.claims.release(id);
-        self.roll_up(&held, d.event_id, Some(&d), &[])?;
+        self.roll_up(&held, d.event_id, Some((&d, before)), &[])?;
         Ok(Some(d))
     }
 
@@ -525,59 +531,89 @@ impl Store {
         Ok(())
     }
 
-    /// Recompute an event's status from its deliveries after appending `added` to them, and
-    /// keep the status index in step. Index entry first, then the status (and the record when
-    /// deliveries were added), then the old entry: a crash in between leaves an extra index
-    /// entry, which listings check against the status.
+    /// Keep the status index in step with an event whose deliveries changed: `written` was
+    /// just written, with `before` the status it had until then, and `added` are appended to
+    /// the event's deliveries. The status is not stored (see `event_value`); the index is:
+    /// - the event left pending for the first time: reported to the compactor, which writes it
+    ///   into the new status's group entry and takes it out of its ingest group's entry;
+    /// - any other change: a key of its own under the new status, then the record when
+    ///   deliveries were added (which is what changes the status then), then the old key.
+    ///
+    /// A crash in between leaves an extra index entry, which listings check against the status,
+    /// or a finished member in the pending index, which the compactor's verifying pass indexes.
     fn roll_up(
         &self,
         _held: &Held<'_>,
         event: EventId,
-        written: Option<&DeliveryRecord>,
+        written: Option<(&DeliveryRecord, DeliveryStatus)>,
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
         let Some(StoredEvent {
             record: mut e,
             payload,
-        }) = self.stored_event(event)?
+        }) = event_value::load_as_written(t, event)?
         else {
             return Ok(());
         };
-        e.delivery_ids.extend_from_slice(added);
-        let mut statuses = Vec::with_capacity(e.delivery_ids.len());
+        let (mut was, mut is) = (Vec::new(), Vec::new());
         for id in &e.delivery_ids {
             // The delivery just written need not be read back.
-            match written.filter(|w| w.id == *id) {
-                Some(w) => statuses.push(w.status),
+            match written.filter(|(w, _)| w.id == *id) {
+                Some((w, before)) => {
+                    was.push(before);
+                    is.push(w.status);
+                }
                 None => {
-                    if let Some(d) = self.stored_delivery(*id)? {
-                        statuses.push(d.status);
+                    if let Some(s) = delivery_value::status(&t.deliveries, *id)? {
+                        was.push(s);
+                        is.push(s);
                     }
                 }
             }
         }
-        let status = rollup(&statuses);
-        if status == e.status && added.is_empty() {
+        for id in added {
+            if let Some(s) = delivery_value::status(&t.deliveries, *id)? {
+                is.push(s);
+            }
+        }
+        let of = |statuses: &[DeliveryStatus]| {
+            if statuses.is_empty() {
+                e.status
+            } else {
+                rollup(statuses)
+            }
+        };
+        let (old, status) = (of(&was), of(&is));
+        if status == old && added.is_empty() {
             return Ok(());
         }
-        let old = e.status;
+        let own = |s: EventStatus| status_key(s, event);
+        if old == EventStatus::Pending && added.is_empty() {
+            // Pending again after it finished once: its own key goes, after the new one.
+            if t.idx_status.contains_key(own(old))? {
+                t.idx_status.insert(own(status), &[])?;
+                t.idx_status.remove(own(old))?;
+                self.inner.compactor.left_pending(event, None);
+            } else {
+                self.inner.compactor.left_pending(event, Some(status));
+            }
+            return Ok(());
+        }
         if status != old {
-            t.idx_status.insert(status_key(status, event), &[])?;
-            e.status = status;
-            // A byte of its own, not the record and payload written again (see `event_value`).
-            event_value::set_status(t, event, status)?;
+            t.idx_status.insert(own(status), &[])?;
         }
         if !added.is_empty() {
+            e.delivery_ids.extend_from_slice(added);
+            e.status = status;
             // The payload stored with the record is carried over as bytes.
             t.events.insert(event.to_key(), payload.rewrite(&e)?)?;
         }
         if status != old {
-            // A key of its own if the event became pending after ingest; its ingest group's
-            // entry otherwise, which the compactor rids of it.
-            t.idx_status.remove(status_key(old, event))?;
+            // A key of its own, or its ingest group's entry, where it stays stale.
+            t.idx_status.remove(own(old))?;
             if old == EventStatus::Pending {
-                self.inner.compactor.left_pending(event);
+                self.inner.compactor.left_pending(event, None);
             }
         }
         Ok(())

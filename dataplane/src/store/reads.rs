@@ -483,11 +483,14 @@ impl Store {
             return Ok(merge(streams));
         }
         if !f.statuses.is_empty() {
-            let streams = f
-                .statuses
-                .iter()
-                .map(|s| index_range(&t.idx_status, vec![s.code()], b))
-                .collect();
+            let mut streams = Vec::with_capacity(f.statuses.len() * 2);
+            for s in &f.statuses {
+                streams.push(index_range(&t.idx_status, vec![s.code()], b));
+                // Finished since the compactor's last pass, not in the index yet.
+                let reported = self.inner.compactor.reported(*s);
+                let within = reported.into_iter().filter(move |id| b.contains(Ulid(*id)));
+                streams.push(Box::new(within.map(|id| Ok(Ulid(id)))));
+            }
             return Ok(merge(streams));
         }
         if let Some(endpoint) = &f.endpoint {

@@ -1,3 +1,4 @@
+use super::super::reads::EventFilter;
 use super::super::testing::{ingest, keys, new_event, open, reopen};
 use super::*;
 
@@ -34,11 +35,9 @@ fn concurrent_finishes_of_one_event_roll_up_once() {
     });
     let e = store.event(event).expect("read").expect("stored");
     assert_eq!(e.status, EventStatus::Delivered);
-    let index: Vec<Vec<u8>> = keys(&store.trees().idx_status)
-        .into_iter()
-        .filter(|k| k.ends_with(&event.to_key()))
-        .collect();
-    assert_eq!(index, vec![status_key(EventStatus::Delivered, event)]);
+    // Reported to the compactor once, by the finish that made it delivered.
+    let reported = store.inner.compactor.reported(EventStatus::Delivered);
+    assert_eq!(reported, vec![event.0 .0]);
     assert_eq!(store.queue_depth(), 0, "every due entry and lease is gone");
 }
 
@@ -322,13 +321,14 @@ fn past_the_cap_due_entries_go_to_the_tree() {
 }
 
 #[test]
-fn a_finish_writes_the_attempt_in_the_delivery_and_the_status_beside_the_record() {
+fn a_finish_writes_its_delivery_alone_and_the_event_reads_and_lists_as_finished() {
     let (_dir, store) = open();
     let new = new_event("github", 1, None, 10);
     let (event, id) = (new.event.id, new.event.delivery_ids[0]);
     ingest(&store, new);
     let t = store.trees();
-    let written = t.events.get(event.to_key()).expect("read");
+    let before = |tree: &sled::Tree| tree.iter().collect::<Result<Vec<_>, _>>().expect("read");
+    let (events, index) = (before(&t.events), before(&t.idx_status));
     store
         .claim_attempt(10, id, 1000)
         .expect("claim")
@@ -336,23 +336,53 @@ fn a_finish_writes_the_attempt_in_the_delivery_and_the_status_beside_the_record(
     store
         .finish(id, attempt(1), Finish::Success)
         .expect("finish");
-    // The record and its payload stay as ingest wrote them; no attempt has a key of its own.
-    assert_eq!(t.events.get(event.to_key()).expect("read"), written);
+    // The record and its payload stay as ingest wrote them, the index as its group left it
+    // (until the compactor's pass); no attempt has a key of its own.
+    assert_eq!(before(&t.events), events);
+    assert_eq!(before(&t.idx_status), index);
     assert!(keys(&t.attempts).is_empty());
-    assert_eq!(
-        keys(&t.event_status),
-        vec![event.to_key().to_vec()],
-        "the status went beside the record"
-    );
     assert_eq!(store.attempts(id).expect("attempts"), vec![attempt(1)]);
     let e = store.event(event).expect("read").expect("stored");
     assert_eq!(e.status, EventStatus::Delivered);
     let d = store.delivery(id).expect("read").expect("stored");
     assert_eq!((d.status, d.attempts), (DeliveryStatus::Success, 1));
+    let listed = |s: EventStatus| {
+        let f = EventFilter {
+            statuses: vec![s],
+            ..Default::default()
+        };
+        let page = store.list_events(&f, None, 10, usize::MAX).expect("list");
+        page.items.iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(EventStatus::Delivered), vec![event]);
+    assert!(listed(EventStatus::Pending).is_empty());
+}
 
-    assert!(store.delete_event(event).expect("delete"));
-    assert!(keys(&t.event_status).is_empty(), "the status goes with it");
-    assert!(keys(&t.deliveries).is_empty());
+/// Finished once, sent again, finished again: a key of its own under each status it moves to,
+/// written before the delivery that moves it.
+#[test]
+fn an_event_sent_again_keeps_its_status_keys_of_its_own() {
+    let (_dir, s) = open();
+    let new = new_event("github", 1, None, 10);
+    let (event, id) = (new.event.id, new.event.delivery_ids[0]);
+    ingest(&s, new);
+    s.claim_attempt(10, id, 1000).expect("claim").expect("due");
+    s.finish(id, attempt(1), Finish::Failed).expect("finish");
+    s.requeue(id, 20).expect("requeue");
+    let own = |st: EventStatus| {
+        s.trees()
+            .idx_status
+            .contains_key(status_key(st, event))
+            .expect("read")
+    };
+    assert!(own(EventStatus::Pending));
+    assert_eq!(
+        s.event(event).expect("read").expect("stored").status,
+        EventStatus::Pending
+    );
+    s.claim_attempt(20, id, 1000).expect("claim").expect("due");
+    s.finish(id, attempt(2), Finish::Success).expect("finish");
+    assert!(own(EventStatus::Delivered) && !own(EventStatus::Pending));
 }
 
 #[test]
