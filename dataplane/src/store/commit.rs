@@ -441,7 +441,7 @@ fn recover(
         let key = ie.id.to_key();
         if t.events.contains_key(key)? {
             for did in &ie.deliveries {
-                let Some(d) = delivery_value::read(&t.deliveries, *did)?.map(|d| d.record) else {
+                let Some(d) = delivery_value::read_record(&t.deliveries, *did)? else {
                     continue;
                 };
                 if let (false, Some(at)) = (d.status.is_final(), d.next_attempt_at) {
@@ -469,7 +469,7 @@ fn recover(
                 )?;
             }
             for did in &ie.deliveries {
-                if let Some(d) = delivery_value::read(&t.deliveries, *did)?.map(|d| d.record) {
+                if let Some(d) = delivery_value::read_record(&t.deliveries, *did)? {
                     // A layout-1 group wrote an endpoint key per delivery.
                     t.idx_endpoint.remove(endpoint_key(&d))?;
                     t.deliveries.remove(did.to_key())?;

@@ -34,7 +34,7 @@ use std::time::Duration;
 use super::errors::StoreError;
 use super::event_value;
 use super::groups::{self, Member, Width};
-use super::handle::{Inner, Signals, Store, Trees};
+use super::handle::{Signals, Store, Trees};
 use super::keys::status_key;
 use super::model::{EventId, EventStatus};
 use super::worker::Worker;
@@ -186,13 +186,7 @@ impl Store {
     /// Run the compactor's pass now, on this thread, where the background one runs within
     /// half a second: for benchmarks, which count the work a finish leaves behind it.
     pub fn compact_now(&self) -> Result<usize, StoreError> {
-        self.inner.reports().pass(self.trees())
-    }
-}
-
-impl Inner {
-    fn reports(&self) -> &Reports {
-        &self.compactor.reports
+        self.inner.compactor.reports.pass(self.trees())
     }
 }
 

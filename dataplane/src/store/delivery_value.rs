@@ -16,10 +16,6 @@ use super::model::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, Ev
 
 const FORMAT_WITH_ATTEMPT: u8 = 2;
 
-fn codec_error(e: postcard::Error) -> StoreError {
-    StoreError::Codec(e.to_string())
-}
-
 /// A delivery's value as read: the record, and the latest attempt's bytes after it.
 pub(crate) struct StoredDelivery {
     pub record: DeliveryRecord,
@@ -48,24 +44,21 @@ impl LatestAttempt {
     pub fn decode(&self) -> Result<Option<AttemptRecord>, StoreError> {
         match self.bytes() {
             [] => Ok(None),
-            bytes => postcard::from_bytes(bytes).map(Some).map_err(codec_error),
+            bytes => postcard::from_bytes(bytes)
+                .map(Some)
+                .map_err(codec::postcard_error),
         }
     }
 }
 
 impl StoredDelivery {
     pub fn decode(raw: IVec) -> Result<Self, StoreError> {
-        match raw.first() {
-            Some(&FORMAT_WITH_ATTEMPT) => {
-                let (record, rest) =
-                    postcard::take_from_bytes::<DeliveryRecord>(&raw[1..]).map_err(codec_error)?;
-                let at = raw.len() - rest.len();
-                Ok(StoredDelivery {
-                    record,
-                    latest: LatestAttempt { raw: Some(raw), at },
-                })
-            }
-            _ => Ok(StoredDelivery {
+        match codec::decode_first(&raw, FORMAT_WITH_ATTEMPT)? {
+            Some((record, at)) => Ok(StoredDelivery {
+                record,
+                latest: LatestAttempt { raw: Some(raw), at },
+            }),
+            None => Ok(StoredDelivery {
                 record: codec::decode(&raw)?,
                 latest: LatestAttempt::NONE,
             }),
@@ -84,6 +77,14 @@ pub(crate) fn read(
         .transpose()
 }
 
+/// The record of the delivery `id` in `deliveries`.
+pub(crate) fn read_record(
+    deliveries: &sled::Tree,
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    Ok(read(deliveries, id)?.map(|d| d.record))
+}
+
 /// The delivery `id`'s status, decoded without the rest of its record (see `event_value`,
 /// which rolls events up from it on every read).
 pub(crate) fn status(
@@ -95,7 +96,8 @@ pub(crate) fn status(
     };
     match raw.split_first() {
         Some((&(codec::FORMAT_V1 | FORMAT_WITH_ATTEMPT), rest)) => {
-            let (head, _) = postcard::take_from_bytes::<Head<'_>>(rest).map_err(codec_error)?;
+            let (head, _) =
+                postcard::take_from_bytes::<Head<'_>>(rest).map_err(codec::postcard_error)?;
             Ok(Some(head.status))
         }
         _ => Err(StoreError::Codec(format!(
@@ -118,11 +120,10 @@ struct Head<'a> {
 /// The value of `record` followed by `latest`: the attempt a finish just made, or the one the
 /// value held (a requeue).
 pub(crate) fn encode(record: &DeliveryRecord, latest: Latest<'_>) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_WITH_ATTEMPT];
-    postcard::to_io(record, &mut out).map_err(codec_error)?;
+    let mut out = codec::encode_as(FORMAT_WITH_ATTEMPT, record)?;
     match latest {
         Latest::New(a) => {
-            postcard::to_io(a, &mut out).map_err(codec_error)?;
+            postcard::to_io(a, &mut out).map_err(codec::postcard_error)?;
         }
         Latest::Kept(kept) => out.extend_from_slice(kept.bytes()),
     }

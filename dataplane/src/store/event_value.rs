@@ -17,24 +17,19 @@ use super::codec;
 use super::delivery_value;
 use super::errors::StoreError;
 use super::handle::Trees;
-use super::model::{rollup, EventId, EventRecord, EventStatus, Payload};
+use super::model::{rollup, DeliveryStatus, EventId, EventRecord, EventStatus, Payload};
 
 /// The format byte of a record followed by its payload.
 const FORMAT_WITH_PAYLOAD: u8 = 2;
-
-fn codec_error(e: postcard::Error) -> StoreError {
-    StoreError::Codec(e.to_string())
-}
 
 /// A new event's value: the record, then the payload (none once expired).
 pub(crate) fn encode(
     record: &EventRecord,
     payload: Option<&Payload>,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_WITH_PAYLOAD];
-    postcard::to_io(record, &mut out).map_err(codec_error)?;
+    let mut out = codec::encode_as(FORMAT_WITH_PAYLOAD, record)?;
     if let Some(p) = payload {
-        postcard::to_io(p, &mut out).map_err(codec_error)?;
+        postcard::to_io(p, &mut out).map_err(codec::postcard_error)?;
     }
     Ok(out)
 }
@@ -64,11 +59,17 @@ pub(crate) fn status(t: &Trees, e: &EventRecord) -> Result<EventStatus, StoreErr
             statuses.push(s);
         }
     }
-    Ok(if statuses.is_empty() {
-        e.status
+    Ok(rolled_up(&statuses, e.status))
+}
+
+/// An event's status from the statuses of the delivery records found, `as_written` (the
+/// record's) when none is.
+pub(crate) fn rolled_up(statuses: &[DeliveryStatus], as_written: EventStatus) -> EventStatus {
+    if statuses.is_empty() {
+        as_written
     } else {
-        rollup(&statuses)
-    })
+        rollup(statuses)
+    }
 }
 
 /// An event's value as read: the record, and where its payload is.
@@ -87,17 +88,12 @@ pub(crate) struct PayloadSlot {
 
 impl StoredEvent {
     pub fn decode(raw: IVec) -> Result<Self, StoreError> {
-        match raw.first() {
-            Some(&FORMAT_WITH_PAYLOAD) => {
-                let (record, rest) =
-                    postcard::take_from_bytes::<EventRecord>(&raw[1..]).map_err(codec_error)?;
-                let at = raw.len() - rest.len();
-                Ok(StoredEvent {
-                    record,
-                    payload: PayloadSlot { raw, at: Some(at) },
-                })
-            }
-            _ => Ok(StoredEvent {
+        match codec::decode_first(&raw, FORMAT_WITH_PAYLOAD)? {
+            Some((record, at)) => Ok(StoredEvent {
+                record,
+                payload: PayloadSlot { raw, at: Some(at) },
+            }),
+            None => Ok(StoredEvent {
                 record: codec::decode(&raw)?,
                 payload: PayloadSlot { raw, at: None },
             }),
@@ -111,7 +107,9 @@ impl PayloadSlot {
     pub fn inline(&self) -> Result<Option<Payload>, StoreError> {
         match self.at.map(|at| &self.raw[at..]) {
             None | Some([]) => Ok(None),
-            Some(bytes) => postcard::from_bytes(bytes).map(Some).map_err(codec_error),
+            Some(bytes) => postcard::from_bytes(bytes)
+                .map(Some)
+                .map_err(codec::postcard_error),
         }
     }
 
@@ -125,8 +123,7 @@ impl PayloadSlot {
     pub fn rewrite(&self, record: &EventRecord) -> Result<Vec<u8>, StoreError> {
         match self.at {
             Some(at) => {
-                let mut out = vec![FORMAT_WITH_PAYLOAD];
-                postcard::to_io(record, &mut out).map_err(codec_error)?;
+                let mut out = codec::encode_as(FORMAT_WITH_PAYLOAD, record)?;
                 out.extend_from_slice(&self.raw[at..]);
                 Ok(out)
             }

@@ -105,7 +105,7 @@ impl Store {
     /// delivery due at its time (an attempt that was in flight on the other pod is due now).
     /// `false` when the event is here already (a handoff repeated after a crash).
     pub async fn import_event(&self, ex: ExportedEvent, now: Millis) -> Result<bool, StoreError> {
-        if self.event(ex.event.id)?.is_some() {
+        if self.event_as_written(ex.event.id)?.is_some() {
             return Ok(false);
         }
         let mut attempts = Vec::new();

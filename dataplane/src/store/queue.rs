@@ -15,7 +15,7 @@
 //! `add_deliveries`, so no caller has to remember to.
 
 use super::codec::{get, put};
-use super::delivery_value::{self, Latest, LatestAttempt, StoredDelivery};
+use super::delivery_value::{self, Latest, LatestAttempt};
 use super::errors::StoreError;
 use super::event_value::{self, StoredEvent};
 use super::groups;
@@ -116,10 +116,8 @@ impl Store {
     ) -> Result<Option<Claimed>, StoreError> {
         let t = self.trees();
         let (_held, mut d) = match self.lock_delivery(id)? {
-            Some((held, d))
-                if !d.record.status.is_final() && d.record.next_attempt_at == Some(due_at) =>
-            {
-                (held, d.record)
+            Some((held, d, _)) if !d.status.is_final() && d.next_attempt_at == Some(due_at) => {
+                (held, d)
             }
             // Deleted, finished, or moved since this entry was written: the entry is stale.
             // Bound, not dropped, so the event stays locked while the entry goes.
@@ -213,14 +211,7 @@ impl Store {
         attempt: AttemptRecord,
         finish: Finish,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let Some((
-            held,
-            StoredDelivery {
-                record: mut d,
-                latest,
-            },
-        )) = self.lock_delivery(id)?
-        else {
+        let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
             return Ok(None);
         };
         self.record_outcome(&held, &mut d, &latest, attempt, finish, &[])?;
@@ -236,14 +227,7 @@ impl Store {
         to: &str,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
-        let Some((
-            held,
-            StoredDelivery {
-                record: mut d,
-                latest,
-            },
-        )) = self.lock_delivery(id)?
-        else {
+        let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
             return Ok(None);
         };
         let now = now_ms();
@@ -334,14 +318,7 @@ impl Store {
         id: DeliveryId,
         at: Millis,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let Some((
-            held,
-            StoredDelivery {
-                record: mut d,
-                latest,
-            },
-        )) = self.lock_delivery(id)?
-        else {
+        let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
             return Ok(None);
         };
         let before = d.status;
@@ -414,14 +391,7 @@ impl Store {
                 recovered += 1;
                 continue;
             }
-            let Some((
-                held,
-                StoredDelivery {
-                    record: mut d,
-                    latest,
-                },
-            )) = self.lock_delivery(id)?
-            else {
+            let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
                 continue;
             };
             if d.status == DeliveryStatus::InFlight {
@@ -459,7 +429,7 @@ impl Store {
         let t = self.trees();
         let mut found = Vec::new();
         for event in self.unfinished_events(usize::MAX)? {
-            let Some(e) = self.event(event)? else {
+            let Some(e) = self.event_as_written(event)? else {
                 continue;
             };
             for id in e.delivery_ids {
@@ -492,7 +462,7 @@ impl Store {
     pub(super) fn lock_delivery(
         &self,
         id: DeliveryId,
-    ) -> Result<Option<(Held<'_>, StoredDelivery)>, StoreError> {
+    ) -> Result<Option<(Held<'_>, DeliveryRecord, LatestAttempt)>, StoreError> {
         // A delivery's event never changes, so the claim's copy is as good as a read.
         let event = match self.inner.claims.event_of(id) {
             Some(event) => event,
@@ -502,7 +472,7 @@ impl Store {
             },
         };
         let held = self.lock(event)?;
-        Ok(delivery_value::read(&self.trees().deliveries, id)?.map(|d| (held, d)))
+        Ok(delivery_value::read(&self.trees().deliveries, id)?.map(|d| (held, d.record, d.latest)))
     }
 
     /// Write `d` with its next attempt at `next` and `latest` after it, moving its due entry in
@@ -577,14 +547,10 @@ impl Store {
                 is.push(s);
             }
         }
-        let of = |statuses: &[DeliveryStatus]| {
-            if statuses.is_empty() {
-                e.status
-            } else {
-                rollup(statuses)
-            }
-        };
-        let (old, status) = (of(&was), of(&is));
+        let (old, status) = (
+            event_value::rolled_up(&was, e.status),
+            event_value::rolled_up(&is, e.status),
+        );
         if status == old && added.is_empty() {
             return Ok(());
         }

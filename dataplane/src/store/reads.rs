@@ -347,6 +347,12 @@ impl Store {
         Ok(Some((stored.record, payload)))
     }
 
+    /// An event's record as written, its status not rolled up from its deliveries (see
+    /// `event_value`): for what needs only its deliveries' ids, or whether it is stored.
+    pub(super) fn event_as_written(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+        Ok(event_value::load_as_written(self.trees(), id)?.map(|s| s.record))
+    }
+
     /// An event's value as stored (see `event_value`).
     pub(super) fn stored_event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         event_value::load(self.trees(), id)
@@ -378,12 +384,12 @@ impl Store {
         &self,
         id: DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        Ok(delivery_value::read(&self.trees().deliveries, id)?.map(|d| d.record))
+        delivery_value::read_record(&self.trees().deliveries, id)
     }
 
     /// Deliveries of one event, oldest first.
     pub fn deliveries_of(&self, event: EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let Some(e) = self.event(event)? else {
+        let Some(e) = self.event_as_written(event)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(e.delivery_ids.len());
@@ -592,7 +598,7 @@ impl Store {
         let t = self.trees();
         let stream: IdIter<'_> = if let Some(evt) = f.event_id {
             let mut ids: Vec<Ulid> = self
-                .event(evt)?
+                .event_as_written(evt)?
                 .map(|e| e.delivery_ids.iter().map(|d| d.0).collect())
                 .unwrap_or_default();
             ids.retain(|id| b.contains(*id));

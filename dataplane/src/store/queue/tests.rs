@@ -320,6 +320,12 @@ fn past_the_cap_due_entries_go_to_the_tree() {
     assert_eq!(keys(&store.trees().due), vec![due_key(10, id)]);
 }
 
+/// Claim `id`, due at `at`, and record `a` as its attempt with the outcome `finish`.
+fn attempt_once(s: &Store, at: Millis, id: DeliveryId, a: AttemptRecord, finish: Finish) {
+    s.claim_attempt(at, id, 1000).expect("claim").expect("due");
+    s.finish(id, a, finish).expect("finish");
+}
+
 #[test]
 fn a_finish_writes_its_delivery_alone_and_the_event_reads_and_lists_as_finished() {
     let (_dir, store) = open();
@@ -329,13 +335,7 @@ fn a_finish_writes_its_delivery_alone_and_the_event_reads_and_lists_as_finished(
     let t = store.trees();
     let before = |tree: &sled::Tree| tree.iter().collect::<Result<Vec<_>, _>>().expect("read");
     let (events, index) = (before(&t.events), before(&t.idx_status));
-    store
-        .claim_attempt(10, id, 1000)
-        .expect("claim")
-        .expect("due");
-    store
-        .finish(id, attempt(1), Finish::Success)
-        .expect("finish");
+    attempt_once(&store, 10, id, attempt(1), Finish::Success);
     // The record and its payload stay as ingest wrote them, the index as its group left it
     // (until the compactor's pass); no attempt has a key of its own.
     assert_eq!(before(&t.events), events);
@@ -366,8 +366,7 @@ fn an_event_sent_again_keeps_its_status_keys_of_its_own() {
     let new = new_event("github", 1, None, 10);
     let (event, id) = (new.event.id, new.event.delivery_ids[0]);
     ingest(&s, new);
-    s.claim_attempt(10, id, 1000).expect("claim").expect("due");
-    s.finish(id, attempt(1), Finish::Failed).expect("finish");
+    attempt_once(&s, 10, id, attempt(1), Finish::Failed);
     s.requeue(id, 20).expect("requeue");
     let own = |st: EventStatus| {
         s.trees()
@@ -380,8 +379,7 @@ fn an_event_sent_again_keeps_its_status_keys_of_its_own() {
         s.event(event).expect("read").expect("stored").status,
         EventStatus::Pending
     );
-    s.claim_attempt(20, id, 1000).expect("claim").expect("due");
-    s.finish(id, attempt(2), Finish::Success).expect("finish");
+    attempt_once(&s, 20, id, attempt(2), Finish::Success);
     assert!(own(EventStatus::Delivered) && !own(EventStatus::Pending));
 }
 
@@ -398,18 +396,13 @@ fn earlier_attempts_move_to_the_tree_and_every_attempt_lists_once_in_order() {
     };
     let in_tree = || keys(&s.trees().attempts).len();
     for (n, at) in [(1, 20), (2, 30)] {
-        s.claim_attempt(at - 10, id, 1000)
-            .expect("claim")
-            .expect("due");
-        s.finish(id, attempt(n), Finish::Retry { at })
-            .expect("finish");
+        attempt_once(&s, at - 10, id, attempt(n), Finish::Retry { at });
     }
     assert_eq!((numbered(id), in_tree()), (vec![1, 2], 1));
     // A requeue rewrites the value and keeps its attempt.
     s.requeue(id, 40).expect("requeue");
     assert_eq!((numbered(id), in_tree()), (vec![1, 2], 1));
-    s.claim_attempt(40, id, 1000).expect("claim").expect("due");
-    s.finish(id, attempt(3), Finish::Success).expect("finish");
+    attempt_once(&s, 40, id, attempt(3), Finish::Success);
     assert_eq!((numbered(id), in_tree()), (vec![1, 2, 3], 2));
 
     // A crash after an attempt moved to the tree, before the value took the next one: both
@@ -421,8 +414,7 @@ fn earlier_attempts_move_to_the_tree_and_every_attempt_lists_once_in_order() {
     let mut again = attempt(3);
     again.status_code = Some(502);
     s.requeue(id, 50).expect("requeue");
-    s.claim_attempt(50, id, 1000).expect("claim").expect("due");
-    s.finish(id, again, Finish::Failed).expect("finish");
+    attempt_once(&s, 50, id, again, Finish::Failed);
     let listed = s.attempts(id).expect("attempts");
     assert_eq!(listed.len(), 3);
     assert_eq!(listed[2].status_code, Some(502));
