@@ -28,10 +28,20 @@ pub enum PlanError {
     UnknownEndpoint { namespace: String, name: String },
 }
 
-/// Delivery records of `event` for `targets`, due at `now`. Empty when nothing routes it.
+/// Whose deliveries are planned.
+#[derive(Clone, Copy, Debug)]
+pub enum Of {
+    /// A new event's: its first deliveries, under the ids its id reserved, which the store keeps
+    /// in the event's own value (one write at ingest).
+    NewEvent(EventId),
+    /// More for a stored event (a replay): fresh ids, each stored under its own key.
+    StoredEvent(EventId),
+}
+
+/// Delivery records for `targets`, due at `now`. Empty when nothing routes the event.
 pub fn plan(
     live: &Live,
-    event: EventId,
+    of: Of,
     targets: Targets<'_>,
     now: Millis,
 ) -> Result<Vec<DeliveryRecord>, PlanError> {
@@ -62,7 +72,14 @@ pub fn plan(
     };
     Ok(picked
         .iter()
-        .map(|(endpoint, sub)| DeliveryRecord::new(event, namespace, endpoint, sub.as_deref(), now))
+        .enumerate()
+        .map(|(n, (endpoint, sub))| {
+            let sub = sub.as_deref();
+            match of {
+                Of::NewEvent(e) => DeliveryRecord::initial(e, n, namespace, endpoint, sub, now),
+                Of::StoredEvent(e) => DeliveryRecord::new(e, namespace, endpoint, sub, now),
+            }
+        })
         .collect())
 }
 

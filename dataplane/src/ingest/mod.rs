@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use crate::config::Live;
 use crate::error::ApiError;
-use crate::plan::{self, Targets};
+use crate::plan::{self, Of, Targets};
 use crate::route::{LazyJson, RouteInput};
 use crate::state::AppState;
 use crate::store::{
@@ -91,7 +91,7 @@ async fn accept(state: &AppState, live: &Live, a: Accepted<'_>) -> Result<Respon
         headers: a.headers,
         body: a.json,
     };
-    let deliveries = plan::plan(live, a.id, Targets::Routed(&input), now)?;
+    let deliveries = plan::plan(live, Of::NewEvent(a.id), Targets::Routed(&input), now)?;
     let status = if deliveries.is_empty() {
         EventStatus::Unrouted
     } else {

@@ -14,7 +14,7 @@ use super::{blocking, Auth};
 use crate::config::Live;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::RestErrors;
-use crate::plan::{self, Targets};
+use crate::plan::{self, Of, Targets};
 use crate::route::{LazyJson, RouteInput};
 use crate::state::AppState;
 use crate::store::{now_ms, DeliveryRecord, EventId, EventRecord, Store, SCAN_BUDGET};
@@ -44,7 +44,7 @@ fn replay_one(
                 namespace: &e.namespace,
                 names: &names,
             };
-            plan::plan(live, e.id, targets, now)?
+            plan::plan(live, Of::StoredEvent(e.id), targets, now)?
         }
         None => {
             let headers = plan::stored_headers(&payload);
@@ -56,7 +56,7 @@ fn replay_one(
                 headers: &headers,
                 body: &body,
             };
-            plan::plan(live, e.id, Targets::Routed(&input), now)?
+            plan::plan(live, Of::StoredEvent(e.id), Targets::Routed(&input), now)?
         }
     };
     if records.is_empty() {

@@ -5,8 +5,9 @@
 //! Atomicity without a transaction: before a group's records, the writer records the group's
 //! intent (which events, their deliveries, index keys and idempotency claims) under one key.
 //! Then each tree is written in turn: idempotency claims (each a compare-and-swap, which is
-//! also the duplicate check), deliveries, group index entries, events (each the
-//! record with its payload, see `event_value`), due entries. sled recovers a prefix of its log,
+//! also the duplicate check), deliveries that take keys of their own (rare: an event's first
+//! deliveries are in its value), group index entries, events (each the record with its first
+//! deliveries and its payload, see `event_value`), due entries. sled recovers a prefix of its log,
 //! so after a crash the last group is in one of two states per event: its event record is there
 //! (and everything before it), or it is not (and nothing after it). [`recover_last_group`]
 //! finishes the first kind (due entries) and removes the leftovers of the second, its claim
@@ -243,10 +244,12 @@ struct IntentEvent {
 struct Prepared<'a> {
     new: &'a NewEvent,
     key: [u8; 16],
-    /// The record and, unless it came expired (a handoff), the payload: one value.
+    /// The record, its first deliveries and, unless it came expired (a handoff), the payload:
+    /// one value.
     event: Vec<u8>,
     inline_payload: bool,
-    deliveries: Vec<Vec<u8>>,
+    /// The deliveries that take keys of their own (see `write_group`).
+    deliveries: Vec<([u8; 16], Vec<u8>)>,
     claim: Option<(Vec<u8>, Vec<u8>)>,
     /// Its place in the group's outcomes.
     outcome: usize,
@@ -280,16 +283,21 @@ pub(super) fn write_group(
             claim = Some((ikey, concat(&[&key, &expires.to_be_bytes()])));
         }
         let inline_payload = !e.payload_expired;
+        // Deliveries under ids the event's id reserved go in its value; any other (past the
+        // block, or imported from a store of an older layout) under a key of its own.
+        let (initial, own): (Vec<&DeliveryRecord>, Vec<&DeliveryRecord>) = new
+            .deliveries
+            .iter()
+            .partition(|d| d.id.initial_of() == Some(e.id));
         prepared.push(Prepared {
             new,
             key,
-            event: event_value::encode(e, inline_payload.then_some(&new.payload))?,
+            event: event_value::encode(e, &initial, inline_payload.then_some(&new.payload))?,
             inline_payload,
-            deliveries: new
-                .deliveries
-                .iter()
-                .map(codec::encode)
-                .collect::<Result<_, _>>()?,
+            deliveries: own
+                .into_iter()
+                .map(|d| Ok((d.id.to_key(), codec::encode(d)?)))
+                .collect::<Result<_, StoreError>>()?,
             claim,
             outcome: outcomes.len(),
         });
@@ -334,8 +342,8 @@ pub(super) fn write_group(
     // Tree by tree rather than event by event: each tree's hot leaf stays hot, and the order
     // per event is the same.
     for p in &prepared {
-        for (d, bytes) in p.new.deliveries.iter().zip(&p.deliveries) {
-            t.deliveries.insert(d.id.to_key(), bytes.as_slice())?;
+        for (key, bytes) in &p.deliveries {
+            t.deliveries.insert(key, bytes.as_slice())?;
         }
     }
     for (tree, entries) in index {
@@ -441,7 +449,7 @@ fn recover(
         let key = ie.id.to_key();
         if t.events.contains_key(key)? {
             for did in &ie.deliveries {
-                let Some(d) = delivery_value::read_record(&t.deliveries, *did)? else {
+                let Some(d) = delivery_value::read_record(t, *did)? else {
                     continue;
                 };
                 if let (false, Some(at)) = (d.status.is_final(), d.next_attempt_at) {
@@ -469,7 +477,8 @@ fn recover(
                 )?;
             }
             for did in &ie.deliveries {
-                if let Some(d) = delivery_value::read_record(&t.deliveries, *did)? {
+                // Deliveries with keys of their own; those in the record went with it.
+                if let Some(d) = delivery_value::read_own(&t.deliveries, *did)?.map(|d| d.record) {
                     // A layout-1 group wrote an endpoint key per delivery.
                     t.idx_endpoint.remove(endpoint_key(&d))?;
                     t.deliveries.remove(did.to_key())?;
@@ -532,13 +541,19 @@ mod tests {
 
     type Write = (usize, Vec<u8>, Vec<u8>);
 
-    /// A group of two events (two deliveries and an idempotency key each), written, then every
+    /// A group of two events (two deliveries in the event's value and an idempotency key each,
+    /// the second a third delivery under its own key), written, then every
     /// write it made in order: sled recovers a prefix of its log, so a crash leaves the intent
     /// and some prefix of these.
     fn group_writes() -> (Vec<u8>, Vec<Write>, NewEvent, NewEvent) {
         let (_dir, store) = open();
         let first = new_event("github", 2, Some("k1"), 10);
-        let second = new_event("github", 2, Some("k2"), 10);
+        let mut second = new_event("github", 2, Some("k2"), 10);
+        // One delivery not under the ids its event reserved (an import from an older layout):
+        // a key of its own in `deliveries`.
+        let keyed = DeliveryRecord::new(second.event.id, "default", "ep2", None, 10);
+        second.event.delivery_ids.push(keyed.id);
+        second.deliveries.push(keyed);
         let t = store.trees();
         // A throwaway for the due entries: the crash this stands for loses what memory held.
         write_group(t, &Fresh::default(), &[&first, &second]).expect("write");

@@ -1,5 +1,7 @@
 //! How a delivery is stored: one value in `deliveries`, its record and then, since layout 5,
 //! its latest attempt, so a finish writes the attempt and the outcome it decided as one key.
+//! Since layout 6 a new event's first deliveries are in the event's value until their first
+//! change writes them here ([`read`] finds them in either place).
 //!
 //! `[FORMAT_WITH_ATTEMPT] postcard(DeliveryRecord) postcard(AttemptRecord)?`. The attempt after
 //! the record is the latest one and is not in `attempts` yet: the next attempt's finish moves it
@@ -12,6 +14,8 @@ use sled::IVec;
 
 use super::codec;
 use super::errors::StoreError;
+use super::event_value;
+use super::handle::Trees;
 use super::model::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EventId};
 
 const FORMAT_WITH_ATTEMPT: u8 = 2;
@@ -66,8 +70,31 @@ impl StoredDelivery {
     }
 }
 
-/// The delivery `id` in `deliveries`, as stored.
-pub(crate) fn read(
+/// The delivery `id` as stored: under its own key, or, until its first change, in its event's
+/// value as written with it at ingest (see `event_value`), without an attempt yet.
+pub(crate) fn read(t: &Trees, id: DeliveryId) -> Result<Option<StoredDelivery>, StoreError> {
+    if let Some(d) = read_own(&t.deliveries, id)? {
+        return Ok(Some(d));
+    }
+    let Some(event) = id.initial_of() else {
+        return Ok(None);
+    };
+    let Some(stored) = event_value::load_as_written(t, event)? else {
+        return Ok(None);
+    };
+    Ok(stored.initial_delivery(id)?.map(|d| StoredDelivery {
+        record: d.clone(),
+        latest: LatestAttempt::NONE,
+    }))
+}
+
+/// The record of the delivery `id`, wherever it is (see [`read`]).
+pub(crate) fn read_record(t: &Trees, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+    Ok(read(t, id)?.map(|d| d.record))
+}
+
+/// The delivery `id` under its own key in `deliveries`.
+pub(crate) fn read_own(
     deliveries: &sled::Tree,
     id: DeliveryId,
 ) -> Result<Option<StoredDelivery>, StoreError> {
@@ -77,17 +104,9 @@ pub(crate) fn read(
         .transpose()
 }
 
-/// The record of the delivery `id` in `deliveries`.
-pub(crate) fn read_record(
-    deliveries: &sled::Tree,
-    id: DeliveryId,
-) -> Result<Option<DeliveryRecord>, StoreError> {
-    Ok(read(deliveries, id)?.map(|d| d.record))
-}
-
-/// The delivery `id`'s status, decoded without the rest of its record (see `event_value`,
-/// which rolls events up from it on every read).
-pub(crate) fn status(
+/// The status of the delivery under its own key `id`, decoded without the rest of its record
+/// (see `event_value`, which rolls events up from it on every read).
+pub(crate) fn own_status(
     deliveries: &sled::Tree,
     id: DeliveryId,
 ) -> Result<Option<DeliveryStatus>, StoreError> {
@@ -202,19 +221,22 @@ mod tests {
         tree.insert(d.id.to_key(), codec::encode(&d).expect("encode"))
             .expect("write");
         assert_eq!(
-            status(&tree, d.id).expect("read"),
+            own_status(&tree, d.id).expect("read"),
             Some(DeliveryStatus::Retrying)
         );
         d.status = DeliveryStatus::Success;
         let value = encode(&d, Latest::New(&attempt(1, 200))).expect("encode");
         tree.insert(d.id.to_key(), value).expect("write");
         assert_eq!(
-            status(&tree, d.id).expect("read"),
+            own_status(&tree, d.id).expect("read"),
             Some(DeliveryStatus::Success)
         );
-        assert_eq!(status(&tree, DeliveryId::generate()).expect("read"), None);
+        assert_eq!(
+            own_status(&tree, DeliveryId::generate()).expect("read"),
+            None
+        );
         tree.insert(d.id.to_key(), &[7u8, 1][..]).expect("write");
-        assert!(status(&tree, d.id).is_err());
+        assert!(own_status(&tree, d.id).is_err());
     }
 
     #[test]

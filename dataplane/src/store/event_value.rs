@@ -1,15 +1,25 @@
-//! How an event is stored: one value in `events`, the record and then its payload, so ingest
-//! writes one key for both (layout 3).
+//! How an event is stored: one value in `events`, the record, its first deliveries and its
+//! payload, so ingest writes one key for all three (layout 6).
 //!
-//! `[FORMAT_WITH_PAYLOAD] postcard(EventRecord) postcard(Payload)?`: the payload follows the
-//! record until retention removes it. Listings decode the record and never touch the bytes
-//! after it. A record of layouts 1 and 2 (`codec`'s first format, payload in the `payloads`
-//! tree) still reads; a rewrite of one (retention, a replay) keeps its payload where it is.
+//! `[FORMAT_WITH_DELIVERIES] postcard(EventRecord) postcard(bytes: postcard(Vec<DeliveryRecord>))
+//! postcard(Payload)?`. The first deliveries are those planned at ingest, under ids the event's
+//! id reserved (`DeliveryId::initial`), so a delivery id alone finds them here; each stays here
+//! as written until its first change, which writes it under its own key in `deliveries` (see
+//! `delivery_value`), and from then on that key is the delivery. Their list is nested as bytes
+//! so that a read of the record or the payload skips it without decoding it. Listings decode
+//! the record and never touch the bytes after it; the payload follows until retention removes
+//! it.
+//!
+//! Older values still read: a record followed by its payload (layouts 3 to 5, every delivery
+//! under its own key) and `codec`'s first format (layouts 1 and 2, payload in the `payloads`
+//! tree). A rewrite of one (retention, a replay) keeps its format.
 //!
 //! Since layout 5 a status change is not such a rewrite: an event's status is rolled up from
 //! its deliveries' records when it is read ([`load`]), so a finish writes the delivery alone.
 //! The record keeps the status it was written with (pending or unrouted at ingest), which is
 //! what an event without delivery records reads as.
+
+use std::cell::OnceCell;
 
 use sled::IVec;
 
@@ -17,17 +27,24 @@ use super::codec;
 use super::delivery_value;
 use super::errors::StoreError;
 use super::handle::Trees;
-use super::model::{rollup, DeliveryStatus, EventId, EventRecord, EventStatus, Payload};
+use super::model::{
+    rollup, DeliveryId, DeliveryRecord, DeliveryStatus, EventId, EventRecord, EventStatus, Payload,
+};
 
-/// The format byte of a record followed by its payload.
+/// The format byte of a record followed by its payload (layouts 3 to 5).
 const FORMAT_WITH_PAYLOAD: u8 = 2;
+/// The format byte of a record followed by its first deliveries and its payload (layout 6).
+const FORMAT_WITH_DELIVERIES: u8 = 3;
 
-/// A new event's value: the record, then the payload (none once expired).
+/// A new event's value: the record, its first deliveries, then the payload (none once expired).
 pub(crate) fn encode(
     record: &EventRecord,
+    initial: &[&DeliveryRecord],
     payload: Option<&Payload>,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut out = codec::encode_as(FORMAT_WITH_PAYLOAD, record)?;
+    let mut out = codec::encode_as(FORMAT_WITH_DELIVERIES, record)?;
+    let list = postcard::to_stdvec(initial).map_err(codec::postcard_error)?;
+    postcard::to_io(list.as_slice(), &mut out).map_err(codec::postcard_error)?;
     if let Some(p) = payload {
         postcard::to_io(p, &mut out).map_err(codec::postcard_error)?;
     }
@@ -39,7 +56,7 @@ pub(crate) fn load(t: &Trees, id: EventId) -> Result<Option<StoredEvent>, StoreE
     let Some(mut stored) = load_as_written(t, id)? else {
         return Ok(None);
     };
-    stored.record.status = status(t, &stored.record)?;
+    stored.record.status = status(t, &stored)?;
     Ok(Some(stored))
 }
 
@@ -51,11 +68,12 @@ pub(crate) fn load_as_written(t: &Trees, id: EventId) -> Result<Option<StoredEve
         .transpose()
 }
 
-/// `e`'s status from its deliveries' records; the record's own when none is there.
-pub(crate) fn status(t: &Trees, e: &EventRecord) -> Result<EventStatus, StoreError> {
+/// The event's status from its deliveries' records; the record's own when none is there.
+fn status(t: &Trees, stored: &StoredEvent) -> Result<EventStatus, StoreError> {
+    let e = &stored.record;
     let mut statuses = Vec::with_capacity(e.delivery_ids.len());
     for id in &e.delivery_ids {
-        if let Some(s) = delivery_value::status(&t.deliveries, *id)? {
+        if let Some(s) = stored.delivery_status(t, *id)? {
             statuses.push(s);
         }
     }
@@ -72,70 +90,164 @@ pub(crate) fn rolled_up(statuses: &[DeliveryStatus], as_written: EventStatus) ->
     }
 }
 
-/// An event's value as read: the record, and where its payload is.
+/// An event's value as read: the record, and the bytes after it (its first deliveries, its
+/// payload).
 pub(crate) struct StoredEvent {
     pub record: EventRecord,
-    pub payload: PayloadSlot,
+    pub tail: Tail,
+    /// The first deliveries, decoded on first use.
+    initial: OnceCell<Vec<DeliveryRecord>>,
 }
 
-/// Where a stored event's payload is, kept beside the decoded record so that a rewrite of the
-/// record carries the payload bytes over without decoding them.
-pub(crate) struct PayloadSlot {
+/// What a stored event's value holds after the record, kept as bytes beside the decoded record
+/// so that a rewrite of the record carries them over without decoding them.
+pub(crate) struct Tail {
     raw: IVec,
-    /// Where the payload starts in `raw`; `None` for a record of the older format.
-    at: Option<usize>,
+    shape: Shape,
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `codec`'s first format: the record alone, its payload in the `payloads` tree.
+    RecordOnly,
+    /// The record ends at `after_record`; the encoded list of first deliveries is
+    /// `deliveries` (empty for a value of the payload-only format); the payload starts at
+    /// `payload_at`.
+    Inline {
+        format: u8,
+        after_record: usize,
+        deliveries: (usize, usize),
+        payload_at: usize,
+    },
 }
 
 impl StoredEvent {
     pub fn decode(raw: IVec) -> Result<Self, StoreError> {
-        match codec::decode_first(&raw, FORMAT_WITH_PAYLOAD)? {
-            Some((record, at)) => Ok(StoredEvent {
-                record,
-                payload: PayloadSlot { raw, at: Some(at) },
-            }),
-            None => Ok(StoredEvent {
-                record: codec::decode(&raw)?,
-                payload: PayloadSlot { raw, at: None },
-            }),
+        let (record, shape) =
+            if let Some((record, at)) = codec::decode_first(&raw, FORMAT_WITH_DELIVERIES)? {
+                let rest = raw.get(at..).unwrap_or_default();
+                let (list, after) =
+                    postcard::take_from_bytes::<&[u8]>(rest).map_err(codec::postcard_error)?;
+                let payload_at = raw.len() - after.len();
+                let shape = Shape::Inline {
+                    format: FORMAT_WITH_DELIVERIES,
+                    after_record: at,
+                    deliveries: (payload_at - list.len(), payload_at),
+                    payload_at,
+                };
+                (record, shape)
+            } else if let Some((record, at)) = codec::decode_first(&raw, FORMAT_WITH_PAYLOAD)? {
+                let shape = Shape::Inline {
+                    format: FORMAT_WITH_PAYLOAD,
+                    after_record: at,
+                    deliveries: (at, at),
+                    payload_at: at,
+                };
+                (record, shape)
+            } else {
+                (codec::decode(&raw)?, Shape::RecordOnly)
+            };
+        Ok(StoredEvent {
+            record,
+            tail: Tail { raw, shape },
+            initial: OnceCell::new(),
+        })
+    }
+
+    /// The deliveries written with the event, as written (see the module docs).
+    pub fn initial(&self) -> Result<&[DeliveryRecord], StoreError> {
+        if let Some(list) = self.initial.get() {
+            return Ok(list);
         }
+        let list = match self.tail.shape {
+            Shape::Inline {
+                deliveries: (from, to),
+                ..
+            } if from < to => postcard::from_bytes(self.tail.raw.get(from..to).unwrap_or_default())
+                .map_err(codec::postcard_error)?,
+            _ => Vec::new(),
+        };
+        Ok(self.initial.get_or_init(|| list))
+    }
+
+    /// One of the deliveries written with the event, as written.
+    pub fn initial_delivery(&self, id: DeliveryId) -> Result<Option<&DeliveryRecord>, StoreError> {
+        Ok(self.initial()?.iter().find(|d| d.id == id))
+    }
+
+    /// The status of the event's delivery `id`: its own key's, or as written with the event
+    /// until it has one.
+    pub fn delivery_status(
+        &self,
+        t: &Trees,
+        id: DeliveryId,
+    ) -> Result<Option<DeliveryStatus>, StoreError> {
+        if let Some(s) = delivery_value::own_status(&t.deliveries, id)? {
+            return Ok(Some(s));
+        }
+        Ok(self.initial_delivery(id)?.map(|d| d.status))
+    }
+
+    /// The event's delivery `id`: its own key's record, or as written with the event until it
+    /// has one.
+    pub fn delivery(
+        &self,
+        t: &Trees,
+        id: DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        if let Some(d) = delivery_value::read_own(&t.deliveries, id)? {
+            return Ok(Some(d.record));
+        }
+        Ok(self.initial_delivery(id)?.cloned())
     }
 }
 
-impl PayloadSlot {
+impl Tail {
     /// The payload stored with the record. `None` when retention removed it, and for a record
-    /// of the older format, whose payload lives in the `payloads` tree.
+    /// of the oldest format, whose payload lives in the `payloads` tree.
     pub fn inline(&self) -> Result<Option<Payload>, StoreError> {
-        match self.at.map(|at| &self.raw[at..]) {
-            None | Some([]) => Ok(None),
-            Some(bytes) => postcard::from_bytes(bytes)
-                .map(Some)
-                .map_err(codec::postcard_error),
+        match self.shape {
+            Shape::Inline { payload_at, .. } if payload_at < self.raw.len() => {
+                postcard::from_bytes(self.raw.get(payload_at..).unwrap_or_default())
+                    .map(Some)
+                    .map_err(codec::postcard_error)
+            }
+            _ => Ok(None),
         }
     }
 
     /// Whether the value carries a payload after the record.
     pub fn is_inline(&self) -> bool {
-        self.at.is_some_and(|at| at < self.raw.len())
+        matches!(self.shape, Shape::Inline { payload_at, .. } if payload_at < self.raw.len())
     }
 
-    /// The value of `record` with this payload where it was: after the record in the new
-    /// format; in the `payloads` tree for the older one, which is written as it was.
+    /// The value of `record` with what followed the record as it was, in the value's format
+    /// (the oldest one's payload stays in the `payloads` tree).
     pub fn rewrite(&self, record: &EventRecord) -> Result<Vec<u8>, StoreError> {
-        match self.at {
-            Some(at) => {
-                let mut out = codec::encode_as(FORMAT_WITH_PAYLOAD, record)?;
-                out.extend_from_slice(&self.raw[at..]);
-                Ok(out)
-            }
-            None => codec::encode(record),
+        self.with(record, self.raw.len())
+    }
+
+    /// The value of `record` without the payload (retention), its first deliveries kept.
+    pub fn dropped(&self, record: &EventRecord) -> Result<Vec<u8>, StoreError> {
+        match self.shape {
+            Shape::Inline { payload_at, .. } => self.with(record, payload_at),
+            Shape::RecordOnly => codec::encode(record),
         }
     }
 
-    /// The value of `record` without the payload (retention).
-    pub fn dropped(&self, record: &EventRecord) -> Result<Vec<u8>, StoreError> {
-        match self.at {
-            Some(_) => encode(record, None),
-            None => codec::encode(record),
+    /// `record` in the value's format, then the bytes after the old record up to `end`.
+    fn with(&self, record: &EventRecord, end: usize) -> Result<Vec<u8>, StoreError> {
+        match self.shape {
+            Shape::Inline {
+                format,
+                after_record,
+                ..
+            } => {
+                let mut out = codec::encode_as(format, record)?;
+                out.extend_from_slice(self.raw.get(after_record..end).unwrap_or_default());
+                Ok(out)
+            }
+            Shape::RecordOnly => codec::encode(record),
         }
     }
 }
@@ -145,47 +257,80 @@ mod tests {
     use super::super::testing::new_event;
     use super::*;
 
+    fn decoded(raw: Vec<u8>) -> StoredEvent {
+        StoredEvent::decode(IVec::from(raw)).expect("decode")
+    }
+
     #[test]
-    fn the_record_and_its_payload_round_trip_and_rewrites_keep_the_payload() {
-        let new = new_event("github", 1, None, 10);
-        let raw = encode(&new.event, Some(&new.payload)).expect("encode");
-        let stored = StoredEvent::decode(IVec::from(raw)).expect("decode");
+    fn the_record_its_deliveries_and_its_payload_round_trip_and_rewrites_keep_the_rest() {
+        let new = new_event("github", 2, None, 10);
+        let initial: Vec<&DeliveryRecord> = new.deliveries.iter().collect();
+        let stored = decoded(encode(&new.event, &initial, Some(&new.payload)).expect("encode"));
         assert_eq!(stored.record, new.event);
+        assert_eq!(stored.initial().expect("deliveries"), &new.deliveries[..]);
+        let second = new.deliveries[1].id;
         assert_eq!(
-            stored.payload.inline().expect("payload"),
+            stored.initial_delivery(second).expect("read").map(|d| d.id),
+            Some(second)
+        );
+        assert_eq!(
+            stored.tail.inline().expect("payload"),
             Some(new.payload.clone())
         );
 
         let mut changed = new.event.clone();
         changed.status = crate::store::EventStatus::Delivered;
         changed.config_hash = "a longer config hash than before".into();
-        let again = StoredEvent::decode(IVec::from(
-            stored.payload.rewrite(&changed).expect("rewrite"),
-        ))
-        .expect("decode");
+        let again = decoded(stored.tail.rewrite(&changed).expect("rewrite"));
         assert_eq!(again.record, changed);
+        assert_eq!(again.initial().expect("deliveries"), &new.deliveries[..]);
         assert_eq!(
-            again.payload.inline().expect("payload"),
+            again.tail.inline().expect("payload"),
             Some(new.payload.clone())
         );
 
-        let expired = StoredEvent::decode(IVec::from(
-            again.payload.dropped(&changed).expect("rewrite"),
-        ))
-        .expect("decode");
-        assert!(!expired.payload.is_inline());
-        assert_eq!(expired.payload.inline().expect("payload"), None);
+        let expired = decoded(again.tail.dropped(&changed).expect("rewrite"));
+        assert!(!expired.tail.is_inline());
+        assert_eq!(expired.tail.inline().expect("payload"), None);
         assert_eq!(expired.record, changed);
+        assert_eq!(expired.initial().expect("deliveries"), &new.deliveries[..]);
     }
 
     #[test]
-    fn a_record_of_the_older_format_reads_and_stays_in_it() {
+    fn an_event_without_deliveries_reads_none() {
+        let new = new_event("github", 0, None, 10);
+        let stored = decoded(encode(&new.event, &[], Some(&new.payload)).expect("encode"));
+        assert!(stored.initial().expect("deliveries").is_empty());
+        assert_eq!(stored.tail.inline().expect("payload"), Some(new.payload));
+    }
+
+    /// Layouts 3 to 5: the record, then the payload; every delivery under its own key.
+    #[test]
+    fn a_record_followed_by_its_payload_reads_and_stays_in_its_format() {
+        let new = new_event("github", 1, None, 10);
+        let mut old = codec::encode_as(FORMAT_WITH_PAYLOAD, &new.event).expect("encode");
+        postcard::to_io(&new.payload, &mut old).expect("encode");
+        let stored = decoded(old.clone());
+        assert_eq!(stored.record, new.event);
+        assert!(stored.initial().expect("deliveries").is_empty());
+        assert_eq!(stored.tail.inline().expect("payload"), Some(new.payload));
+        assert_eq!(stored.tail.rewrite(&new.event).expect("rewrite"), old);
+        let dropped = stored.tail.dropped(&new.event).expect("rewrite");
+        assert_eq!(
+            dropped,
+            codec::encode_as(FORMAT_WITH_PAYLOAD, &new.event).expect("encode")
+        );
+    }
+
+    #[test]
+    fn a_record_of_the_oldest_format_reads_and_stays_in_it() {
         let new = new_event("github", 1, None, 10);
         let old = codec::encode(&new.event).expect("encode");
-        let stored = StoredEvent::decode(IVec::from(old.clone())).expect("decode");
+        let stored = decoded(old.clone());
         assert_eq!(stored.record, new.event);
-        assert!(!stored.payload.is_inline());
-        assert_eq!(stored.payload.rewrite(&new.event).expect("rewrite"), old);
+        assert!(!stored.tail.is_inline());
+        assert!(stored.initial().expect("deliveries").is_empty());
+        assert_eq!(stored.tail.rewrite(&new.event).expect("rewrite"), old);
     }
 
     #[test]
@@ -194,14 +339,20 @@ mod tests {
             &[][..],
             &[FORMAT_WITH_PAYLOAD][..],
             &[FORMAT_WITH_PAYLOAD, 0xff, 0xff][..],
+            &[FORMAT_WITH_DELIVERIES][..],
             &[9, 1][..],
         ] {
             assert!(StoredEvent::decode(IVec::from(bad)).is_err(), "{bad:?}");
         }
         let new = new_event("github", 1, None, 10);
-        let mut raw = encode(&new.event, Some(&new.payload)).expect("encode");
+        let initial: Vec<&DeliveryRecord> = new.deliveries.iter().collect();
+        let mut raw = encode(&new.event, &initial, Some(&new.payload)).expect("encode");
         raw.truncate(raw.len() - 3);
-        let cut = StoredEvent::decode(IVec::from(raw)).expect("the record is whole");
-        assert!(cut.payload.inline().is_err());
+        let cut = decoded(raw);
+        assert!(cut.tail.inline().is_err());
+        // A list that says it is longer than the value is refused at decode.
+        let mut short = encode(&new.event, &initial, None).expect("encode");
+        short.truncate(short.len() - 1);
+        assert!(StoredEvent::decode(IVec::from(short)).is_err());
     }
 }

@@ -23,11 +23,12 @@ impl Store {
         let t = self.trees();
         let _held = self.lock(id)?;
         let key = id.to_key();
-        let Some(e) = self.event(id)? else {
+        let Some(stored) = self.stored_event(id)? else {
             return Ok(false);
         };
+        let e = &stored.record;
         for did in &e.delivery_ids {
-            if let Some(d) = self.stored_delivery(*did)? {
+            if let Some(d) = stored.delivery(t, *did)? {
                 if let Some(at) = d.next_attempt_at {
                     self.drop_due(at, *did)?;
                 }
@@ -94,12 +95,13 @@ impl Store {
                 // Deleted since, or its payload already gone: nothing to do.
                 if let Some(StoredEvent {
                     record: mut e,
-                    payload,
+                    tail,
+                    ..
                 }) = self.stored_event(id)?
                 {
-                    if payload.is_inline() {
+                    if tail.is_inline() {
                         e.payload_expired = true;
-                        t.events.insert(id.to_key(), payload.dropped(&e)?)?;
+                        t.events.insert(id.to_key(), tail.dropped(&e)?)?;
                     }
                 }
                 seen += 1;
@@ -130,12 +132,13 @@ impl Store {
             // time, never an event that claims a payload it no longer has.
             if let Some(StoredEvent {
                 record: mut e,
-                payload,
+                tail,
+                ..
             }) = self.stored_event(id)?
             {
                 if !e.payload_expired {
                     e.payload_expired = true;
-                    t.events.insert(k, payload.rewrite(&e)?)?;
+                    t.events.insert(k, tail.rewrite(&e)?)?;
                 }
             }
             t.payloads.remove(k)?;

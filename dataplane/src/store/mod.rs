@@ -2,7 +2,7 @@
 //!
 //! - `model`: what is stored (events, payloads, deliveries, attempts) and the ids;
 //! - `keys` and `codec`: how keys and values are laid out on disk;
-//! - `event_value`: an event's value, its record followed by its payload;
+//! - `event_value`: an event's value, its record, its first deliveries and its payload;
 //! - `delivery_value`: a delivery's value, its record followed by its latest attempt;
 //! - `groups`: the index entries ingest writes once per commit group;
 //! - `handle`: the trees, the per-event `locks`, and the signals every writer shares;
@@ -70,9 +70,12 @@ use handle::{Inner, Signals, Trees};
 /// rewrote the whole value (record and payload), and the statuses it finishes in as group
 /// entries the compactor writes; a delivery's latest attempt in its value (`delivery_value`),
 /// where the attempt was a key of its own written beside it.
+/// 6: a new event's first deliveries in its value, between the record and the payload, under
+/// ids the event's id reserved (`DeliveryId::initial`), where each was a key of its own written
+/// at ingest; a delivery's first change writes it under its own key as before.
 /// Each layout reads what the older ones wrote (layout-1 keys as groups of one, records without
 /// a payload by the `payloads` tree), so an older store opens as it is.
-pub const LAYOUT: u8 = 5;
+pub const LAYOUT: u8 = 6;
 const LAYOUT_KEY: &[u8] = b"layout";
 
 /// The layout a store was written in; a store of a newer one is refused. A store that does not
@@ -273,6 +276,12 @@ mod layout_tests {
     #[test]
     fn a_layout_4_store_opens_and_reads_as_it_was_written() {
         let (_dir, _path, store) = open_fixture("v4");
+        reads_as_written(&store);
+    }
+
+    #[test]
+    fn a_layout_5_store_opens_and_reads_as_it_was_written() {
+        let (_dir, _path, store) = open_fixture("v5");
         reads_as_written(&store);
     }
 

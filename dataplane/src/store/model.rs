@@ -50,25 +50,31 @@ pub fn node_of(id: Ulid) -> u16 {
 /// random start, so they still sort in creation order.
 static LAST: Mutex<(u64, u64)> = Mutex::new((0, 0));
 
-fn next_ulid() -> Ulid {
+/// How many ids an event's id reserves: itself, then its first deliveries' (see
+/// [`DeliveryId::initial`]). A power of two, so an event id's low byte is zero.
+const EVENT_BLOCK: u64 = 256;
+
+/// The next id, at the start of a block of `span` ids (a power of two) that no other id takes.
+fn next_ulid(span: u64) -> Ulid {
     let now = now_ms().min((1 << 48) - 1);
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let aligned = |low: u64| low.checked_add(span - 1).map(|l| l & !(span - 1));
     let (ms, low) = if now > last.0 {
         // Half the range: the count-up within a millisecond never wraps.
-        (now, rand::random::<u64>() >> 1)
+        (now, (rand::random::<u64>() >> 1) & !(span - 1))
     } else {
         // The same millisecond, or the clock stepped back: keep counting from the last id.
-        match last.1.checked_add(1) {
-            Some(low) => (last.0, low),
-            None => (last.0 + 1, 0),
+        match last.1.checked_add(1).and_then(aligned) {
+            Some(low) if low.checked_add(span - 1).is_some() => (last.0, low),
+            _ => (last.0 + 1, 0),
         }
     };
-    *last = (ms, low);
+    *last = (ms, low + (span - 1));
     Ulid((u128::from(ms) << 80) | (u128::from(this_node()) << 64) | u128::from(low))
 }
 
 macro_rules! prefixed_id {
-    ($name:ident, $prefix:literal, $what:literal) => {
+    ($name:ident, $prefix:literal, $what:literal, $span:expr) => {
         #[doc = concat!("A ", $what, " id: `", $prefix, "` + a ULID (time-ordered).")]
         #[derive(
             Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -79,7 +85,7 @@ macro_rules! prefixed_id {
             pub const PREFIX: &'static str = $prefix;
 
             pub fn generate() -> Self {
-                Self(next_ulid())
+                Self(next_ulid($span))
             }
 
             /// Big-endian bytes: key order is time order.
@@ -113,8 +119,28 @@ macro_rules! prefixed_id {
     };
 }
 
-prefixed_id!(EventId, "evt_", "event");
-prefixed_id!(DeliveryId, "dlv_", "delivery");
+prefixed_id!(EventId, "evt_", "event", EVENT_BLOCK);
+prefixed_id!(DeliveryId, "dlv_", "delivery", 1);
+
+impl DeliveryId {
+    /// The id of `event`'s `n`th first delivery: one of the ids its id reserved, so the id
+    /// alone says which event holds it (the store keeps such deliveries in the event's value
+    /// until they change). `None` past the block, and for an event id that reserved none (one
+    /// created before ids did).
+    pub fn initial(event: EventId, n: usize) -> Option<Self> {
+        let n = u128::try_from(n).ok()?.checked_add(1)?;
+        let block = u128::from(EVENT_BLOCK);
+        (event.0 .0.is_multiple_of(block) && n < block).then(|| Self(Ulid(event.0 .0 + n)))
+    }
+
+    /// The event whose block this id is in, if it may be one of that event's first
+    /// deliveries (the event's value says whether it is).
+    pub fn initial_of(self) -> Option<EventId> {
+        let block = u128::from(EVENT_BLOCK);
+        let offset = self.0 .0 % block;
+        (offset != 0).then(|| EventId(Ulid(self.0 .0 - offset)))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid id")]
@@ -275,7 +301,38 @@ impl DeliveryRecord {
         subscription: Option<&str>,
         now: Millis,
     ) -> Self {
-        let id = DeliveryId::generate();
+        Self::with_id(
+            DeliveryId::generate(),
+            event_id,
+            namespace,
+            endpoint,
+            subscription,
+            now,
+        )
+    }
+
+    /// A new event's `n`th delivery, under one of the ids the event's id reserved (see
+    /// [`DeliveryId::initial`]), or a fresh one past them.
+    pub fn initial(
+        event_id: EventId,
+        n: usize,
+        namespace: &str,
+        endpoint: &str,
+        subscription: Option<&str>,
+        now: Millis,
+    ) -> Self {
+        let id = DeliveryId::initial(event_id, n).unwrap_or_else(DeliveryId::generate);
+        Self::with_id(id, event_id, namespace, endpoint, subscription, now)
+    }
+
+    fn with_id(
+        id: DeliveryId,
+        event_id: EventId,
+        namespace: &str,
+        endpoint: &str,
+        subscription: Option<&str>,
+        now: Millis,
+    ) -> Self {
         Self {
             id,
             event_id,
@@ -389,6 +446,32 @@ mod tests {
         assert!(a.0 < b.0, "still time-ordered across kinds and nodes");
         let ms = now_ms();
         assert!(a.timestamp_ms() <= ms && ms - a.timestamp_ms() < 5_000);
+    }
+
+    #[test]
+    fn an_event_id_reserves_its_first_deliveries_ids() {
+        let events: Vec<EventId> = (0..1000).map(|_| EventId::generate()).collect();
+        let between = DeliveryId::generate();
+        let last = EventId::generate();
+        for pair in events.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(pair[1].0 .0 - pair[0].0 .0 >= 256, "a whole block apart");
+        }
+        let e = events[999];
+        let first = DeliveryId::initial(e, 0).expect("in the block");
+        let top = DeliveryId::initial(e, 254).expect("in the block");
+        assert!(e.0 < first.0 && top.0 < between.0 && between.0 < last.0);
+        assert_eq!(DeliveryId::initial(e, 255), None, "past the block");
+        assert_eq!(first.initial_of(), Some(e));
+        assert_eq!(top.initial_of(), Some(e));
+        assert_eq!(DeliveryId(e.0).initial_of(), None);
+        // An id from before blocks (low byte not zero) reserved none.
+        let old = EventId(Ulid(e.0 .0 + 7));
+        assert_eq!(DeliveryId::initial(old, 0), None);
+        // Past the block a new event's deliveries take fresh ids.
+        let d = DeliveryRecord::initial(e, 300, "ns", "ep", None, 1);
+        assert_ne!(d.id.initial_of(), Some(e));
+        assert_eq!(d.event_id, e);
     }
 
     #[test]

@@ -429,11 +429,11 @@ impl Store {
         let t = self.trees();
         let mut found = Vec::new();
         for event in self.unfinished_events(usize::MAX)? {
-            let Some(e) = self.event_as_written(event)? else {
+            let Some(e) = event_value::load_as_written(t, event)? else {
                 continue;
             };
-            for id in e.delivery_ids {
-                let Some(d) = self.stored_delivery(id)? else {
+            for &id in &e.record.delivery_ids {
+                let Some(d) = e.delivery(t, id)? else {
                     continue;
                 };
                 if let (false, Some(at)) = (d.status.is_final(), d.next_attempt_at) {
@@ -463,16 +463,27 @@ impl Store {
         &self,
         id: DeliveryId,
     ) -> Result<Option<(Held<'_>, DeliveryRecord, LatestAttempt)>, StoreError> {
-        // A delivery's event never changes, so the claim's copy is as good as a read.
-        let event = match self.inner.claims.event_of(id) {
+        // A delivery's event never changes, so the claim's copy is as good as a read; so is the
+        // event an id of a new event's first delivery names, checked against the record below.
+        let mut event = match self.inner.claims.event_of(id).or_else(|| id.initial_of()) {
             Some(event) => event,
             None => match self.stored_delivery(id)? {
                 Some(d) => d.event_id,
                 None => return Ok(None),
             },
         };
-        let held = self.lock(event)?;
-        Ok(delivery_value::read(&self.trees().deliveries, id)?.map(|d| (held, d.record, d.latest)))
+        loop {
+            let held = self.lock(event)?;
+            let Some(d) = delivery_value::read(self.trees(), id)? else {
+                return Ok(None);
+            };
+            if d.record.event_id == event {
+                return Ok(Some((held, d.record, d.latest)));
+            }
+            // An id made before events reserved theirs only looked like one: its record names
+            // the event to lock, and the next pass matches.
+            event = d.record.event_id;
+        }
     }
 
     /// Write `d` with its next attempt at `next` and `latest` after it, moving its due entry in
@@ -519,15 +530,11 @@ impl Store {
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
-        let Some(StoredEvent {
-            record: mut e,
-            payload,
-        }) = event_value::load_as_written(t, event)?
-        else {
+        let Some(stored) = event_value::load_as_written(t, event)? else {
             return Ok(());
         };
         let (mut was, mut is) = (Vec::new(), Vec::new());
-        for id in &e.delivery_ids {
+        for id in &stored.record.delivery_ids {
             // The delivery just written need not be read back.
             match written.filter(|(w, _)| w.id == *id) {
                 Some((w, before)) => {
@@ -535,7 +542,7 @@ impl Store {
                     is.push(w.status);
                 }
                 None => {
-                    if let Some(s) = delivery_value::status(&t.deliveries, *id)? {
+                    if let Some(s) = stored.delivery_status(t, *id)? {
                         was.push(s);
                         is.push(s);
                     }
@@ -543,10 +550,15 @@ impl Store {
             }
         }
         for id in added {
-            if let Some(s) = delivery_value::status(&t.deliveries, *id)? {
+            if let Some(s) = stored.delivery_status(t, *id)? {
                 is.push(s);
             }
         }
+        let StoredEvent {
+            record: mut e,
+            tail,
+            ..
+        } = stored;
         let (old, status) = (
             event_value::rolled_up(&was, e.status),
             event_value::rolled_up(&is, e.status),
@@ -573,7 +585,7 @@ impl Store {
             e.delivery_ids.extend_from_slice(added);
             e.status = status;
             // The payload stored with the record is carried over as bytes.
-            t.events.insert(event.to_key(), payload.rewrite(&e)?)?;
+            t.events.insert(event.to_key(), tail.rewrite(&e)?)?;
         }
         if status != old {
             // A key of its own, or its ingest group's entry, where it stays stale.

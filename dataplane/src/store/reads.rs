@@ -213,6 +213,35 @@ fn key_range(tree: &Tree, b: Bounds) -> IdIter<'_> {
     )
 }
 
+/// The ids of events' first deliveries (see `event_value`), newest first, from `events`: ids
+/// the events' own reserved, so they sort among the keys of `deliveries`, which holds those
+/// that changed since (the merge with that tree reads each once).
+fn initial_range(tree: &Tree, b: Bounds) -> IdIter<'_> {
+    // The event whose block holds the lowest id in bounds.
+    let lo = DeliveryId(Ulid(b.lo)).initial_of().map_or(b.lo, |e| e.0 .0);
+    Box::new(
+        tree.range(lo.to_be_bytes()..=b.hi.to_be_bytes())
+            .rev()
+            .flat_map(move |item| {
+                let ids = item.map_err(StoreError::from).and_then(|(_, v)| {
+                    let e = StoredEvent::decode(v)?.record;
+                    let mut ids: Vec<Ulid> = e
+                        .delivery_ids
+                        .iter()
+                        .filter(|d| d.initial_of() == Some(e.id) && b.contains(d.0))
+                        .map(|d| d.0)
+                        .collect();
+                    ids.sort_unstable_by(|x, y| y.cmp(x));
+                    Ok(ids)
+                });
+                match ids {
+                    Ok(ids) => ids.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                }
+            }),
+    )
+}
+
 /// Event ids from an index of events (`idx_source`, `idx_status`), newest first.
 fn index_range<'a>(tree: &'a Tree, prefix: Vec<u8>, b: Bounds) -> IdIter<'a> {
     Box::new(group_scan(tree, prefix, Width::Id, b).map(|m| m.map(|(id, _)| id)))
@@ -361,7 +390,7 @@ impl Store {
     /// The payload stored with the record, or for an event written before layout 3, in the
     /// `payloads` tree.
     fn payload_of(&self, stored: &StoredEvent) -> Result<Option<Payload>, StoreError> {
-        match stored.payload.inline()? {
+        match stored.tail.inline()? {
             Some(p) => Ok(Some(p)),
             None if stored.record.payload_expired => Ok(None),
             None => get(&self.trees().payloads, &stored.record.id.to_key()),
@@ -370,13 +399,15 @@ impl Store {
 
     /// A delivery as the outside sees it: `in_flight` while an attempt holds it.
     pub fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-        let mut d = self.stored_delivery(id)?;
-        if let Some(d) = d.as_mut() {
-            if !d.status.is_final() && self.inner.claims.held(id, now_ms()) {
-                d.status = DeliveryStatus::InFlight;
-            }
+        Ok(self.stored_delivery(id)?.map(|d| self.as_seen(d)))
+    }
+
+    /// A stored delivery as the outside sees it (see [`Store::delivery`]).
+    fn as_seen(&self, mut d: DeliveryRecord) -> DeliveryRecord {
+        if !d.status.is_final() && self.inner.claims.held(d.id, now_ms()) {
+            d.status = DeliveryStatus::InFlight;
         }
-        Ok(d)
+        d
     }
 
     /// A delivery's record as stored (a claim is not: see `claims`).
@@ -384,18 +415,19 @@ impl Store {
         &self,
         id: DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        delivery_value::read_record(&self.trees().deliveries, id)
+        delivery_value::read_record(self.trees(), id)
     }
 
     /// Deliveries of one event, oldest first.
     pub fn deliveries_of(&self, event: EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let Some(e) = self.event_as_written(event)? else {
+        let t = self.trees();
+        let Some(e) = event_value::load_as_written(t, event)? else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::with_capacity(e.delivery_ids.len());
-        for id in e.delivery_ids {
-            if let Some(d) = self.delivery(id)? {
-                out.push(d);
+        let mut out = Vec::with_capacity(e.record.delivery_ids.len());
+        for &id in &e.record.delivery_ids {
+            if let Some(d) = e.delivery(t, id)? {
+                out.push(self.as_seen(d));
             }
         }
         Ok(out)
@@ -406,7 +438,8 @@ impl Store {
         let t = self.trees();
         // The value first: a finish moves its attempt into the tree before it writes the next
         // one, so what the value held is then in the tree.
-        let latest = match delivery_value::read(&t.deliveries, delivery)? {
+        // A delivery still in its event's value has made no attempt.
+        let latest = match delivery_value::read_own(&t.deliveries, delivery)? {
             Some(d) => d.latest.decode()?,
             None => None,
         };
@@ -557,8 +590,8 @@ impl Store {
         if let Some(endpoint) = &f.endpoint {
             let mut found = false;
             for id in &e.delivery_ids {
-                if self
-                    .stored_delivery(*id)?
+                if stored
+                    .delivery(self.trees(), *id)?
                     .is_some_and(|d| d.endpoint == *endpoint)
                 {
                     found = true;
@@ -620,7 +653,10 @@ impl Store {
                     .collect(),
             )
         } else {
-            key_range(&t.deliveries, b)
+            merge(vec![
+                key_range(&t.deliveries, b),
+                initial_range(&t.events, b),
+            ])
         };
         let mut items: Vec<DeliveryRecord> = Vec::new();
         for (spent, id) in stream.enumerate() {

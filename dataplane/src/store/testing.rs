@@ -10,11 +10,12 @@ pub fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// An event from `source` with `fan_out` deliveries due at `at`.
+/// A new event from `source` with `fan_out` deliveries due at `at`, planned as ingest plans
+/// them (under ids the event's id reserved).
 pub fn new_event(source: &str, fan_out: usize, key: Option<&str>, at: Millis) -> NewEvent {
     let id = EventId::generate();
     let deliveries: Vec<DeliveryRecord> = (0..fan_out)
-        .map(|i| DeliveryRecord::new(id, "default", &format!("ep{i}"), None, at))
+        .map(|i| DeliveryRecord::initial(id, i, "default", &format!("ep{i}"), None, at))
         .collect();
     NewEvent {
         event: EventRecord {

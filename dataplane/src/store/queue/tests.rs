@@ -1,4 +1,4 @@
-use super::super::reads::EventFilter;
+use super::super::reads::{DeliveryFilter, EventFilter};
 use super::super::testing::{ingest, keys, new_event, open, reopen};
 use super::*;
 
@@ -418,4 +418,115 @@ fn earlier_attempts_move_to_the_tree_and_every_attempt_lists_once_in_order() {
     let listed = s.attempts(id).expect("attempts");
     assert_eq!(listed.len(), 3);
     assert_eq!(listed[2].status_code, Some(502));
+}
+
+/// A new event's first deliveries are written in its value alone; the first change of one
+/// writes it under its own key, its sibling stays where it was, and every read finds each in
+/// one place or the other.
+#[test]
+fn first_deliveries_live_in_their_events_value_until_they_change() {
+    let (_dir, store) = open();
+    let new = new_event("github", 2, None, 10);
+    let (event, a, b) = (new.event.id, new.deliveries[0].id, new.deliveries[1].id);
+    ingest(&store, new);
+    let t = store.trees();
+    assert!(
+        keys(&t.deliveries).is_empty(),
+        "ingest wrote no delivery key"
+    );
+    let status_of = |id| store.delivery(id).expect("read").expect("stored").status;
+    assert_eq!(status_of(a), DeliveryStatus::Pending);
+
+    attempt_once(&store, 10, a, attempt(1), Finish::Success);
+    assert_eq!(keys(&t.deliveries), vec![a.to_key().to_vec()]);
+    assert_eq!(
+        (status_of(a), status_of(b)),
+        (DeliveryStatus::Success, DeliveryStatus::Pending)
+    );
+    let event_status = || store.event(event).expect("read").expect("stored").status;
+    assert_eq!(event_status(), EventStatus::Pending);
+
+    attempt_once(&store, 10, b, attempt(1), Finish::Retry { at: 50 });
+    let d = store.delivery(b).expect("read").expect("stored");
+    assert_eq!(
+        (d.status, d.next_attempt_at),
+        (DeliveryStatus::Retrying, Some(50))
+    );
+    assert_eq!(keys(&t.deliveries).len(), 2);
+    attempt_once(&store, 50, b, attempt(2), Finish::Success);
+    assert_eq!(event_status(), EventStatus::Delivered);
+    let statuses: Vec<DeliveryStatus> = store
+        .deliveries_of(event)
+        .expect("read")
+        .iter()
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(statuses, vec![DeliveryStatus::Success; 2]);
+    assert_eq!(store.attempts(b).expect("attempts").len(), 2);
+}
+
+/// The unfiltered delivery log reads first deliveries from their events and the rest from
+/// their keys, each once (one that changed is in both places), newest first, page by page.
+#[test]
+fn the_delivery_log_lists_first_deliveries_and_keyed_ones_once_each_newest_first() {
+    let (_dir, store) = open();
+    let first = new_event("github", 3, None, 10);
+    let mut all: Vec<DeliveryId> = first.event.delivery_ids.clone();
+    let changed = first.deliveries[1].id;
+    ingest(&store, first);
+    all.extend(event_with(&store, 2, "again", 10));
+    let second = new_event("github", 1, None, 10);
+    all.extend(second.event.delivery_ids.clone());
+    ingest(&store, second);
+    attempt_once(&store, 10, changed, attempt(1), Finish::Success);
+    all.sort_unstable_by(|a, b| b.cmp(a));
+
+    let mut listed = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_deliveries(&DeliveryFilter::default(), before, 2, usize::MAX)
+            .expect("list");
+        listed.extend(page.items.iter().map(|d| d.id));
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, all);
+    let statuses = DeliveryFilter {
+        statuses: vec![DeliveryStatus::Success],
+        ..Default::default()
+    };
+    let page = store
+        .list_deliveries(&statuses, None, 10, usize::MAX)
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![changed]
+    );
+}
+
+/// A delivery id made before events reserved theirs may fall in another event's block; its
+/// own record says which event it belongs to, and that is the one locked and rolled up.
+#[test]
+fn a_delivery_whose_id_only_looks_like_a_first_one_is_found_by_its_record() {
+    let (_dir, store) = open();
+    let other = new_event("github", 1, None, 10);
+    let other_id = other.event.id;
+    ingest(&store, other);
+    let owner = new_event("github", 0, None, 10);
+    let owner_id = owner.event.id;
+    ingest(&store, owner);
+    let mut odd = DeliveryRecord::new(owner_id, "default", "ep", None, 10);
+    odd.id = DeliveryId(ulid::Ulid(other_id.0 .0 + 200));
+    assert_eq!(odd.id.initial_of(), Some(other_id));
+    store.add_deliveries(owner_id, &[odd.clone()]).expect("add");
+
+    attempt_once(&store, 10, odd.id, attempt(1), Finish::Success);
+    let d = store.delivery(odd.id).expect("read").expect("stored");
+    assert_eq!((d.event_id, d.status), (owner_id, DeliveryStatus::Success));
+    let status = |e| store.event(e).expect("read").expect("stored").status;
+    assert_eq!(status(owner_id), EventStatus::Delivered);
+    assert_eq!(status(other_id), EventStatus::Pending);
 }
