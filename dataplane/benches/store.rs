@@ -5,6 +5,8 @@
 //!   64 events: the least any design that keeps the payload in sled can pay.
 //! - ingest: `Store::ingest` from 64 concurrent tasks (group commit, intent record, payload,
 //!   event, source/status indexes, idempotency claim, one delivery with its index and due entry).
+//! - ingest without an idempotency key: the same, without the claim (a source that sets no
+//!   key), on a store of its own, last;
 //! - delivery bookkeeping: `claim_attempt` then `finish` (success) for each of those deliveries,
 //!   and the compactor's pass that indexes their events under their new status.
 //!
@@ -49,25 +51,10 @@ fn main() -> anyhow::Result<()> {
     })?;
 
     let store = Store::open(&dir.path().join("store"))?;
-    let mut deliveries = Vec::with_capacity(events);
+    let mut deliveries = Vec::new();
     let ingest = measure(events, || {
-        rt.block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            let mut sent = 0;
-            while sent < events || !set.is_empty() {
-                while sent < events && set.len() < GROUP {
-                    let (new, delivery) = new_event(&body, sent);
-                    deliveries.push(delivery);
-                    let store = store.clone();
-                    set.spawn(async move { store.ingest(new).await });
-                    sent += 1;
-                }
-                if let Some(done) = set.join_next().await {
-                    done??;
-                }
-            }
-            Ok::<_, anyhow::Error>(())
-        })
+        deliveries = ingest_all(&rt, &store, events, &body, true)?;
+        Ok(())
     })?;
 
     let bookkeeping = measure(events, || {
@@ -89,12 +76,22 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
 
+    drop(store);
+    // What the idempotency claim costs: the same events without a key (a source that sets
+    // none), on a store of their own.
+    let unkeyed_store = Store::open(&dir.path().join("unkeyed"))?;
+    let unkeyed = measure(events, || {
+        ingest_all(&rt, &unkeyed_store, events, &body, false)?;
+        Ok(())
+    })?;
+
     println!("store: {events} events of 1 KiB, one delivery each, one thread driving\n");
     println!("| operation | per second | CPU per event | vs baseline |");
     println!("|---|---:|---:|---:|");
     for (name, m) in [
         ("baseline: sled insert of the payload bytes", &base),
         ("hookmesh ingest (group commit, flushed)", &ingest),
+        ("hookmesh ingest, no idempotency key", &unkeyed),
         ("hookmesh claim + finish of a delivery", &bookkeeping),
     ] {
         println!(
@@ -105,6 +102,40 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Ingest `events` new events from [`GROUP`] concurrent tasks, each with an idempotency key
+/// when `keyed`; the due entry of each one's delivery.
+fn ingest_all(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    events: usize,
+    body: &[u8],
+    keyed: bool,
+) -> anyhow::Result<Vec<(u64, hookmesh_dataplane::store::DeliveryId)>> {
+    let mut deliveries = Vec::with_capacity(events);
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        let mut sent = 0;
+        while sent < events || !set.is_empty() {
+            while sent < events && set.len() < GROUP {
+                let (mut new, delivery) = new_event(body, sent);
+                if !keyed {
+                    new.idempotency = None;
+                    new.event.idempotency_key = None;
+                }
+                deliveries.push(delivery);
+                let store = store.clone();
+                set.spawn(async move { store.ingest(new).await });
+                sent += 1;
+            }
+            if let Some(done) = set.join_next().await {
+                done??;
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(deliveries)
 }
 
 struct Measured {
@@ -150,7 +181,8 @@ fn payload(body: &[u8]) -> Payload {
 fn new_event(body: &[u8], n: usize) -> (NewEvent, (u64, hookmesh_dataplane::store::DeliveryId)) {
     let id = EventId::generate();
     let now = now_ms();
-    let delivery = DeliveryRecord::new(id, "bench", "receiver", Some("all"), now);
+    // Planned as ingest plans a new event's deliveries (`plan::Of::NewEvent`).
+    let delivery = DeliveryRecord::initial(id, 0, "bench", "receiver", Some("all"), now);
     let due = (now, delivery.id);
     let key = format!("delivery-{n}");
     let event = EventRecord {

@@ -79,13 +79,15 @@ pub(crate) fn read(t: &Trees, id: DeliveryId) -> Result<Option<StoredDelivery>, 
     let Some(event) = id.initial_of() else {
         return Ok(None);
     };
-    let Some(stored) = event_value::load_as_written(t, event)? else {
+    let Some(raw) = t.events.get(event.to_key())? else {
         return Ok(None);
     };
-    Ok(stored.initial_delivery(id)?.map(|d| StoredDelivery {
-        record: d.clone(),
-        latest: LatestAttempt::NONE,
-    }))
+    Ok(
+        event_value::initial_delivery(&raw, id)?.map(|record| StoredDelivery {
+            record,
+            latest: LatestAttempt::NONE,
+        }),
+    )
 }
 
 /// The record of the delivery `id`, wherever it is (see [`read`]).

@@ -1,12 +1,14 @@
 //! How an event is stored: one value in `events`, the record, its first deliveries and its
 //! payload, so ingest writes one key for all three (layout 6).
 //!
-//! `[FORMAT_WITH_DELIVERIES] postcard(EventRecord) postcard(bytes: postcard(Vec<DeliveryRecord>))
-//! postcard(Payload)?`. The first deliveries are those planned at ingest, under ids the event's
+//! `[FORMAT_WITH_DELIVERIES] bytes(postcard(EventRecord)) bytes(postcard(Vec<DeliveryRecord>))
+//! postcard(Payload)?`, where `bytes` is postcard's length-prefixed byte string. The first
+//! deliveries are those planned at ingest, under ids the event's
 //! id reserved (`DeliveryId::initial`), so a delivery id alone finds them here; each stays here
 //! as written until its first change, which writes it under its own key in `deliveries` (see
-//! `delivery_value`), and from then on that key is the delivery. Their list is nested as bytes
-//! so that a read of the record or the payload skips it without decoding it. Listings decode
+//! `delivery_value`), and from then on that key is the delivery. Record and list are nested as
+//! bytes so that a read of one skips the other without decoding it: a delivery is found in
+//! its event's value without decoding the event's record. Listings decode
 //! the record and never touch the bytes after it; the payload follows until retention removes
 //! it.
 //!
@@ -42,13 +44,72 @@ pub(crate) fn encode(
     initial: &[&DeliveryRecord],
     payload: Option<&Payload>,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut out = codec::encode_as(FORMAT_WITH_DELIVERIES, record)?;
-    let list = postcard::to_stdvec(initial).map_err(codec::postcard_error)?;
-    postcard::to_io(list.as_slice(), &mut out).map_err(codec::postcard_error)?;
+    let mut out = head(FORMAT_WITH_DELIVERIES, record)?;
+    nest(initial, &mut out)?;
     if let Some(p) = payload {
         postcard::to_io(p, &mut out).map_err(codec::postcard_error)?;
     }
     Ok(out)
+}
+
+/// `record` as the first part of a value of `format`.
+fn head(format: u8, record: &EventRecord) -> Result<Vec<u8>, StoreError> {
+    if format != FORMAT_WITH_DELIVERIES {
+        return codec::encode_as(format, record);
+    }
+    let mut out = vec![format];
+    nest(record, &mut out)?;
+    Ok(out)
+}
+
+/// Append `value` to `out` as a byte string of its encoding: the length (postcard's varint, as
+/// for any byte string), then the bytes in one copy (a slice serialized by serde goes byte by
+/// byte).
+fn nest<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    let bytes = postcard::to_stdvec(value).map_err(codec::postcard_error)?;
+    postcard::to_io(&bytes.len(), &mut *out).map_err(codec::postcard_error)?;
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
+/// The parts of a value of the format with first deliveries; `None` for an older format.
+struct Parts<'a> {
+    record: &'a [u8],
+    /// Where the bytes after the record start.
+    after_record: usize,
+    list: (usize, usize),
+    payload_at: usize,
+}
+
+fn parts(raw: &[u8]) -> Result<Option<Parts<'_>>, StoreError> {
+    let Some((&FORMAT_WITH_DELIVERIES, rest)) = raw.split_first() else {
+        return Ok(None);
+    };
+    let take = |bytes| postcard::take_from_bytes::<&[u8]>(bytes).map_err(codec::postcard_error);
+    let (record, rest) = take(rest)?;
+    let after_record = raw.len() - rest.len();
+    let (list, rest) = take(rest)?;
+    let payload_at = raw.len() - rest.len();
+    Ok(Some(Parts {
+        record,
+        after_record,
+        list: (payload_at - list.len(), payload_at),
+        payload_at,
+    }))
+}
+
+/// The first delivery `id` in an event's stored value, read without decoding the record.
+pub(crate) fn initial_delivery(
+    raw: &[u8],
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    let Some(p) = parts(raw)? else {
+        return Ok(None);
+    };
+    let list: Vec<DeliveryRecord> =
+        postcard::from_bytes(raw.get(p.list.0..p.list.1).unwrap_or_default())
+            .map_err(codec::postcard_error)?;
+    Ok(list.into_iter().find(|d| d.id == id))
 }
 
 /// An event as stored, with its status rolled up from its deliveries' records.
@@ -123,30 +184,26 @@ enum Shape {
 
 impl StoredEvent {
     pub fn decode(raw: IVec) -> Result<Self, StoreError> {
-        let (record, shape) =
-            if let Some((record, at)) = codec::decode_first(&raw, FORMAT_WITH_DELIVERIES)? {
-                let rest = raw.get(at..).unwrap_or_default();
-                let (list, after) =
-                    postcard::take_from_bytes::<&[u8]>(rest).map_err(codec::postcard_error)?;
-                let payload_at = raw.len() - after.len();
-                let shape = Shape::Inline {
-                    format: FORMAT_WITH_DELIVERIES,
-                    after_record: at,
-                    deliveries: (payload_at - list.len(), payload_at),
-                    payload_at,
-                };
-                (record, shape)
-            } else if let Some((record, at)) = codec::decode_first(&raw, FORMAT_WITH_PAYLOAD)? {
-                let shape = Shape::Inline {
-                    format: FORMAT_WITH_PAYLOAD,
-                    after_record: at,
-                    deliveries: (at, at),
-                    payload_at: at,
-                };
-                (record, shape)
-            } else {
-                (codec::decode(&raw)?, Shape::RecordOnly)
+        let (record, shape) = if let Some(p) = parts(&raw)? {
+            let record = postcard::from_bytes(p.record).map_err(codec::postcard_error)?;
+            let shape = Shape::Inline {
+                format: FORMAT_WITH_DELIVERIES,
+                after_record: p.after_record,
+                deliveries: p.list,
+                payload_at: p.payload_at,
             };
+            (record, shape)
+        } else if let Some((record, at)) = codec::decode_first(&raw, FORMAT_WITH_PAYLOAD)? {
+            let shape = Shape::Inline {
+                format: FORMAT_WITH_PAYLOAD,
+                after_record: at,
+                deliveries: (at, at),
+                payload_at: at,
+            };
+            (record, shape)
+        } else {
+            (codec::decode(&raw)?, Shape::RecordOnly)
+        };
         Ok(StoredEvent {
             record,
             tail: Tail { raw, shape },
@@ -243,7 +300,7 @@ impl Tail {
                 after_record,
                 ..
             } => {
-                let mut out = codec::encode_as(format, record)?;
+                let mut out = head(format, record)?;
                 out.extend_from_slice(self.raw.get(after_record..end).unwrap_or_default());
                 Ok(out)
             }
@@ -272,6 +329,16 @@ mod tests {
         assert_eq!(
             stored.initial_delivery(second).expect("read").map(|d| d.id),
             Some(second)
+        );
+        // Found in the value as stored, the record left undecoded.
+        let raw = encode(&new.event, &initial, Some(&new.payload)).expect("encode");
+        assert_eq!(
+            initial_delivery(&raw, second).expect("read").as_ref(),
+            Some(&new.deliveries[1])
+        );
+        assert_eq!(
+            initial_delivery(&raw, DeliveryId::generate()).expect("read"),
+            None
         );
         assert_eq!(
             stored.tail.inline().expect("payload"),
@@ -314,6 +381,8 @@ mod tests {
         assert_eq!(stored.record, new.event);
         assert!(stored.initial().expect("deliveries").is_empty());
         assert_eq!(stored.tail.inline().expect("payload"), Some(new.payload));
+        let id = new.deliveries[0].id;
+        assert_eq!(initial_delivery(&old, id).expect("read"), None);
         assert_eq!(stored.tail.rewrite(&new.event).expect("rewrite"), old);
         let dropped = stored.tail.dropped(&new.event).expect("rewrite");
         assert_eq!(
