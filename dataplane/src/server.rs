@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::peers::drain::{self, Lifecycle};
 use crate::peers::{discovery, PeerSettings, Peers};
 use crate::ratelimit::RateLimiter;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::Store;
 
 /// Where the config comes from.
@@ -112,7 +112,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let drain_on_shutdown = opts.peers.drain_on_shutdown;
     let peers = Arc::new(Peers::new(opts.peers).context("setting up the peer client")?);
     let rate = opts.api_rate_limit;
-    let state = AppState {
+    let state = AppState::new(Shared {
         live,
         store: store.clone(),
         metrics: metrics.clone(),
@@ -122,7 +122,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         lifecycle: Arc::new(Lifecycle::new(Some(engine))),
         publish_max_body: opts.publish_max_body,
         manage,
-    };
+    });
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;

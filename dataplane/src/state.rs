@@ -11,8 +11,28 @@ use crate::peers::Peers;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
+/// The handlers' shared state, behind one `Arc`: axum clones the state for every request (the
+/// router, each middleware, the handler), and one reference count is cheaper than one per
+/// handle, which every core touched on every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The config in use, swapped atomically on reload.
     pub live: LiveConfig,
     /// Durable events and the delivery queue; it wakes the delivery engine itself.

@@ -93,7 +93,7 @@ fn stored_layout(meta: &sled::Tree) -> Result<u8, StoreError> {
 }
 
 /// sled's page cache by default, in MiB (`--store-cache-mb`).
-pub const DEFAULT_CACHE_MB: u64 = 64;
+pub const DEFAULT_CACHE_MB: u64 = 48;
 
 impl Store {
     /// Open (or create) the store under `dir`: repair the last ingest group if a crash cut it
