@@ -28,9 +28,7 @@ pub(crate) fn postcard_error(e: postcard::Error) -> StoreError {
 /// `format`, then `value`: the first part of a value that may carry more bytes after it (an
 /// event's payload, a delivery's latest attempt).
 pub(crate) fn encode_as<T: Serialize>(format: u8, value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![format];
-    postcard::to_io(value, &mut out).map_err(postcard_error)?;
-    Ok(out)
+    postcard::to_extend(value, vec![format]).map_err(postcard_error)
 }
 
 /// The first part of a value written by [`encode_as`] with `format`, and where the bytes after

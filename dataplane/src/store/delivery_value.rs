@@ -143,9 +143,7 @@ struct Head<'a> {
 pub(crate) fn encode(record: &DeliveryRecord, latest: Latest<'_>) -> Result<Vec<u8>, StoreError> {
     let mut out = codec::encode_as(FORMAT_WITH_ATTEMPT, record)?;
     match latest {
-        Latest::New(a) => {
-            postcard::to_io(a, &mut out).map_err(codec::postcard_error)?;
-        }
+        Latest::New(a) => return postcard::to_extend(a, out).map_err(codec::postcard_error),
         Latest::Kept(kept) => out.extend_from_slice(kept.bytes()),
     }
     Ok(out)

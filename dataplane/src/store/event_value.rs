@@ -44,32 +44,37 @@ pub(crate) fn encode(
     initial: &[&DeliveryRecord],
     payload: Option<&Payload>,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut out = head(FORMAT_WITH_DELIVERIES, record)?;
-    nest(initial, &mut out)?;
-    if let Some(p) = payload {
-        postcard::to_io(p, &mut out).map_err(codec::postcard_error)?;
+    // Room for all of it, so the value is not copied as it grows: the payload's bytes, and a
+    // generous allowance for the record, the deliveries and the headers' names.
+    let room = payload.map_or(0, |p| {
+        p.body.len() + p.headers.iter().map(|(_, v)| v.len() + 32).sum::<usize>()
+    });
+    let out = Vec::with_capacity(room + 256 * (2 + initial.len()));
+    let out = nest(initial, head(FORMAT_WITH_DELIVERIES, record, out)?)?;
+    match payload {
+        Some(p) => postcard::to_extend(p, out).map_err(codec::postcard_error),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
-/// `record` as the first part of a value of `format`.
-fn head(format: u8, record: &EventRecord) -> Result<Vec<u8>, StoreError> {
-    if format != FORMAT_WITH_DELIVERIES {
-        return codec::encode_as(format, record);
+/// `out` followed by `record` as the first part of a value of `format`.
+fn head(format: u8, record: &EventRecord, mut out: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    out.push(format);
+    if format == FORMAT_WITH_DELIVERIES {
+        nest(record, out)
+    } else {
+        postcard::to_extend(record, out).map_err(codec::postcard_error)
     }
-    let mut out = vec![format];
-    nest(record, &mut out)?;
-    Ok(out)
 }
 
-/// Append `value` to `out` as a byte string of its encoding: the length (postcard's varint, as
-/// for any byte string), then the bytes in one copy (a slice serialized by serde goes byte by
-/// byte).
-fn nest<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), StoreError> {
+/// `out` followed by `value` as a byte string of its encoding: the length (postcard's varint,
+/// as for any byte string), then the bytes in one copy (a slice serialized by serde goes byte
+/// by byte).
+fn nest<T: serde::Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     let bytes = postcard::to_stdvec(value).map_err(codec::postcard_error)?;
-    postcard::to_io(&bytes.len(), &mut *out).map_err(codec::postcard_error)?;
+    let mut out = postcard::to_extend(&bytes.len(), out).map_err(codec::postcard_error)?;
     out.extend_from_slice(&bytes);
-    Ok(())
+    Ok(out)
 }
 
 /// The parts of a value of the format with first deliveries; `None` for an older format.
@@ -300,8 +305,9 @@ impl Tail {
                 after_record,
                 ..
             } => {
-                let mut out = head(format, record)?;
-                out.extend_from_slice(self.raw.get(after_record..end).unwrap_or_default());
+                let rest = self.raw.get(after_record..end).unwrap_or_default();
+                let mut out = head(format, record, Vec::with_capacity(rest.len() + 512))?;
+                out.extend_from_slice(rest);
                 Ok(out)
             }
             Shape::RecordOnly => codec::encode(record),
