@@ -111,10 +111,12 @@ pub(crate) fn initial_delivery(
     let Some(p) = parts(raw)? else {
         return Ok(None);
     };
-    let list: Vec<DeliveryRecord> =
-        postcard::from_bytes(raw.get(p.list.0..p.list.1).unwrap_or_default())
-            .map_err(codec::postcard_error)?;
-    Ok(list.into_iter().find(|d| d.id == id))
+    Ok(decode_list(raw, p.list)?.into_iter().find(|d| d.id == id))
+}
+
+/// The first deliveries encoded in `raw` between `from` and `to`.
+fn decode_list(raw: &[u8], (from, to): (usize, usize)) -> Result<Vec<DeliveryRecord>, StoreError> {
+    postcard::from_bytes(raw.get(from..to).unwrap_or_default()).map_err(codec::postcard_error)
 }
 
 /// An event as stored, with its status rolled up from its deliveries' records.
@@ -177,12 +179,12 @@ enum Shape {
     /// `codec`'s first format: the record alone, its payload in the `payloads` tree.
     RecordOnly,
     /// The record ends at `after_record`; the encoded list of first deliveries is
-    /// `deliveries` (empty for a value of the payload-only format); the payload starts at
+    /// `deliveries` (none in a value of the payload-only format); the payload starts at
     /// `payload_at`.
     Inline {
         format: u8,
         after_record: usize,
-        deliveries: (usize, usize),
+        deliveries: Option<(usize, usize)>,
         payload_at: usize,
     },
 }
@@ -194,7 +196,7 @@ impl StoredEvent {
             let shape = Shape::Inline {
                 format: FORMAT_WITH_DELIVERIES,
                 after_record: p.after_record,
-                deliveries: p.list,
+                deliveries: Some(p.list),
                 payload_at: p.payload_at,
             };
             (record, shape)
@@ -202,7 +204,7 @@ impl StoredEvent {
             let shape = Shape::Inline {
                 format: FORMAT_WITH_PAYLOAD,
                 after_record: at,
-                deliveries: (at, at),
+                deliveries: None,
                 payload_at: at,
             };
             (record, shape)
@@ -223,10 +225,9 @@ impl StoredEvent {
         }
         let list = match self.tail.shape {
             Shape::Inline {
-                deliveries: (from, to),
+                deliveries: Some(range),
                 ..
-            } if from < to => postcard::from_bytes(self.tail.raw.get(from..to).unwrap_or_default())
-                .map_err(codec::postcard_error)?,
+            } => decode_list(&self.tail.raw, range)?,
             _ => Vec::new(),
         };
         Ok(self.initial.get_or_init(|| list))
