@@ -73,8 +73,16 @@ impl StoredDelivery {
 /// The delivery `id` as stored: under its own key, or, until its first change, in its event's
 /// value as written with it at ingest (see `event_value`), without an attempt yet.
 pub(crate) fn read(t: &Trees, id: DeliveryId) -> Result<Option<StoredDelivery>, StoreError> {
+    Ok(read_with_event(t, id)?.map(|(d, _)| d))
+}
+
+/// [`read`], with the event's value when the delivery was found in it.
+pub(crate) fn read_with_event(
+    t: &Trees,
+    id: DeliveryId,
+) -> Result<Option<(StoredDelivery, Option<sled::IVec>)>, StoreError> {
     if let Some(d) = read_own(&t.deliveries, id)? {
-        return Ok(Some(d));
+        return Ok(Some((d, None)));
     }
     let Some(event) = id.initial_of() else {
         return Ok(None);
@@ -82,12 +90,14 @@ pub(crate) fn read(t: &Trees, id: DeliveryId) -> Result<Option<StoredDelivery>, 
     let Some(raw) = t.events.get(event.to_key())? else {
         return Ok(None);
     };
-    Ok(
-        event_value::initial_delivery(&raw, id)?.map(|record| StoredDelivery {
-            record,
-            latest: LatestAttempt::NONE,
-        }),
-    )
+    let Some(record) = event_value::initial_delivery(&raw, id)? else {
+        return Ok(None);
+    };
+    let d = StoredDelivery {
+        record,
+        latest: LatestAttempt::NONE,
+    };
+    Ok(Some((d, Some(raw))))
 }
 
 /// The record of the delivery `id`, wherever it is (see [`read`]).

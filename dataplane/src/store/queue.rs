@@ -42,6 +42,17 @@ pub enum Finish {
 // the queue by a manual retry starts a fresh round of `maxAttempts`; attempt numbers keep growing
 // so earlier attempt records stay, hence the offset it keeps.
 
+/// A delivery read under its event's lock.
+pub(super) struct Locked<'a> {
+    pub held: Held<'a>,
+    pub delivery: DeliveryRecord,
+    pub latest: LatestAttempt,
+    /// The event's value, when the delivery was read from it (it has not changed since
+    /// ingest). Still the event's own while `held` is: every writer of an event's value holds
+    /// the event's lock.
+    pub event_value: Option<sled::IVec>,
+}
+
 /// A claimed delivery and where its current round of attempts began.
 #[derive(Clone, Debug)]
 pub struct Claimed {
@@ -116,9 +127,9 @@ impl Store {
     ) -> Result<Option<Claimed>, StoreError> {
         let t = self.trees();
         let (_held, mut d) = match self.lock_delivery(id)? {
-            Some((held, d, _)) if !d.status.is_final() && d.next_attempt_at == Some(due_at) => {
-                (held, d)
-            }
+            Some(Locked {
+                held, delivery: d, ..
+            }) if !d.status.is_final() && d.next_attempt_at == Some(due_at) => (held, d),
             // Deleted, finished, or moved since this entry was written: the entry is stale.
             // Bound, not dropped, so the event stays locked while the entry goes.
             _stale => {
@@ -211,11 +222,11 @@ impl Store {
         attempt: AttemptRecord,
         finish: Finish,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
+        let Some(mut locked) = self.lock_delivery(id)? else {
             return Ok(None);
         };
-        self.record_outcome(&held, &mut d, &latest, attempt, finish, &[])?;
-        Ok(Some(d))
+        self.record_outcome(&mut locked, attempt, finish, &[])?;
+        Ok(Some(locked.delivery))
     }
 
     /// Dead-letter `id` after `attempt`, and deliver its event to the dead-letter endpoint
@@ -227,9 +238,10 @@ impl Store {
         to: &str,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let t = self.trees();
-        let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
+        let Some(mut locked) = self.lock_delivery(id)? else {
             return Ok(None);
         };
+        let d = &locked.delivery;
         let now = now_ms();
         let new = DeliveryRecord::new(d.event_id, &d.namespace, to, None, now);
         let link = DeadLetterLink {
@@ -248,14 +260,7 @@ impl Store {
         put(&t.dead_letters, &link_key(LINK_FROM, new.id), &link)?;
         t.dead_letters
             .insert(link_key(LINK_TO, id), &new.id.to_key())?;
-        self.record_outcome(
-            &held,
-            &mut d,
-            &latest,
-            attempt,
-            Finish::DeadLetter,
-            &[new.id],
-        )?;
+        self.record_outcome(&mut locked, attempt, Finish::DeadLetter, &[new.id])?;
         t.due.insert(due_key(now, new.id), &[])?;
         self.signals().made_due(now);
         Ok(Some(new))
@@ -280,14 +285,18 @@ impl Store {
     /// value, which holds both (see `delivery_value`).
     fn record_outcome(
         &self,
-        held: &Held<'_>,
-        d: &mut DeliveryRecord,
-        previous: &LatestAttempt,
+        locked: &mut Locked<'_>,
         attempt: AttemptRecord,
         finish: Finish,
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
+        let Locked {
+            held,
+            delivery: d,
+            latest: previous,
+            event_value,
+        } = locked;
         let (id, before) = (d.id, d.status);
         // The attempt the value held goes to the tree first: if only that survives a crash,
         // the value still holds it too, and listings read it once.
@@ -307,7 +316,8 @@ impl Store {
         d.status = status;
         self.move_due(held, d, next, Latest::New(&attempt))?;
         self.inner.claims.release(id);
-        self.roll_up(held, d.event_id, Some((&*d, before)), added)?;
+        let written = Some((&*d, before));
+        self.roll_up(held, d.event_id, event_value.as_ref(), written, added)?;
         Ok(())
     }
 
@@ -318,7 +328,13 @@ impl Store {
         id: DeliveryId,
         at: Millis,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
+        let Some(Locked {
+            held,
+            delivery: mut d,
+            latest,
+            event_value,
+        }) = self.lock_delivery(id)?
+        else {
             return Ok(None);
         };
         let before = d.status;
@@ -333,7 +349,8 @@ impl Store {
         d.updated_at = now_ms();
         self.move_due(&held, &mut d, Some(at), Latest::Kept(&latest))?;
         self.inner.claims.release(id);
-        self.roll_up(&held, d.event_id, Some((&d, before)), &[])?;
+        let written = Some((&d, before));
+        self.roll_up(&held, d.event_id, event_value.as_ref(), written, &[])?;
         Ok(Some(d))
     }
 
@@ -350,12 +367,8 @@ impl Store {
             put(&t.deliveries, &d.id.to_key(), d)?;
             t.idx_endpoint.insert(endpoint_key(d), &event.to_key())?;
         }
-        self.roll_up(
-            &held,
-            event,
-            None,
-            &new.iter().map(|d| d.id).collect::<Vec<_>>(),
-        )?;
+        let added: Vec<DeliveryId> = new.iter().map(|d| d.id).collect();
+        self.roll_up(&held, event, None, None, &added)?;
         for d in new {
             if let Some(at) = d.next_attempt_at {
                 t.due.insert(due_key(at, d.id), &[])?;
@@ -391,7 +404,13 @@ impl Store {
                 recovered += 1;
                 continue;
             }
-            let Some((held, mut d, latest)) = self.lock_delivery(id)? else {
+            let Some(Locked {
+                held,
+                delivery: mut d,
+                latest,
+                ..
+            }) = self.lock_delivery(id)?
+            else {
                 continue;
             };
             if d.status == DeliveryStatus::InFlight {
@@ -459,10 +478,7 @@ impl Store {
 
     /// A delivery with its event's lock held, read under that lock (a writer may have changed it
     /// between the first read, which finds the event, and the lock).
-    pub(super) fn lock_delivery(
-        &self,
-        id: DeliveryId,
-    ) -> Result<Option<(Held<'_>, DeliveryRecord, LatestAttempt)>, StoreError> {
+    pub(super) fn lock_delivery(&self, id: DeliveryId) -> Result<Option<Locked<'_>>, StoreError> {
         // A delivery's event never changes, so the claim's copy is as good as a read; so is the
         // event an id of a new event's first delivery names, checked against the record below.
         let mut event = match self.inner.claims.event_of(id).or_else(|| id.initial_of()) {
@@ -474,11 +490,16 @@ impl Store {
         };
         loop {
             let held = self.lock(event)?;
-            let Some(d) = delivery_value::read(self.trees(), id)? else {
+            let Some((d, event_value)) = delivery_value::read_with_event(self.trees(), id)? else {
                 return Ok(None);
             };
             if d.record.event_id == event {
-                return Ok(Some((held, d.record, d.latest)));
+                return Ok(Some(Locked {
+                    held,
+                    delivery: d.record,
+                    latest: d.latest,
+                    event_value,
+                }));
             }
             // An id made before events reserved theirs only looked like one: its record names
             // the event to lock, and the next pass matches.
@@ -514,7 +535,9 @@ impl Store {
 
     /// Keep the status index in step with an event whose deliveries changed: `written` was
     /// just written, with `before` the status it had until then, and `added` are appended to
-    /// the event's deliveries. The status is not stored (see `event_value`); the index is:
+    /// the event's deliveries; `read` is the event's value if the caller read it under the same
+    /// lock (a first finish does, to find the delivery). The status is not stored (see
+    /// `event_value`); the index is:
     /// - the event left pending for the first time: reported to the compactor, which writes it
     ///   into the new status's group entry and takes it out of its ingest group's entry;
     /// - any other change: a key of its own under the new status, then the record when
@@ -526,11 +549,16 @@ impl Store {
         &self,
         _held: &Held<'_>,
         event: EventId,
+        read: Option<&sled::IVec>,
         written: Option<(&DeliveryRecord, DeliveryStatus)>,
         added: &[DeliveryId],
     ) -> Result<(), StoreError> {
         let t = self.trees();
-        let Some(stored) = event_value::load_as_written(t, event)? else {
+        let stored = match read {
+            Some(raw) => Some(StoredEvent::decode(raw.clone())?),
+            None => event_value::load_as_written(t, event)?,
+        };
+        let Some(stored) = stored else {
             return Ok(());
         };
         let (mut was, mut is) = (Vec::new(), Vec::new());
